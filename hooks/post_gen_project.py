@@ -1,0 +1,64 @@
+"""Finish the rendered project: data/result folders, run bits, optional files.
+
+Runs inside the new project directory. Installs nothing, so rendering stays fast.
+"""
+
+import json
+import shlex
+import stat
+from pathlib import Path
+
+CONTEXT = json.loads(r"""{{ cookiecutter | tojson }}""")
+
+# Their contents are git-ignored; .gitkeep keeps the folders in a fresh clone.
+KEPT_FOLDERS = ["dataset", "rawdata", "result/model", "result/output"]
+
+# Files that only make sense with an option turned on: option -> (value, files).
+OPTIONAL_FILES = {
+    "experiment_tracking": ("mlflow", ["src/tracking.py", "tests/test_tracking.py"]),
+}
+
+
+def make_kept_folders(root):
+    for name in KEPT_FOLDERS:
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / ".gitkeep").touch()
+
+
+def make_scripts_executable(root):
+    for script in [*root.glob("**/*.sh"), *root.glob("scripts/*.py"), root / "src/train.py"]:
+        if script.is_file():
+            mode = script.stat().st_mode
+            script.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+
+
+def remove_unused_files(root):
+    for option, (enabled_value, files) in OPTIONAL_FILES.items():
+        if CONTEXT[option] != enabled_value:
+            for name in files:
+                (root / name).unlink(missing_ok=True)
+
+
+def print_next_steps(root):
+    print(
+        f"\nCreated {root.name}/. Next steps:\n"
+        f"  cd {shlex.quote(root.name)}\n"
+        "  python -m pip install -r requirements.txt\n"
+        "  python scripts/prepare_dataset.py synthetic\n"
+        "  python src/train.py --epochs 2\n"
+        "  bash scripts/run_job.sh 001 --dry-run\n"
+        "See README.md for uploading data and launching jobs on SageMaker."
+    )
+
+
+def main():
+    root = Path.cwd()
+    make_kept_folders(root)
+    remove_unused_files(root)
+    make_scripts_executable(root)
+    print_next_steps(root)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Validate every cookiecutter input before anything is rendered.
+
+Inputs arrive as JSON data (never pasted into code), so a value that looks like
+Python is only ever a string here. On a bad value: one line naming the field,
+the value and what is expected, exit 1; cookiecutter then removes the half-made
+output directory.
+"""
+
+import json
+import re
+import sys
+
+CONTEXT = json.loads(r"""{{ cookiecutter | tojson }}""")
+
+# Job names are "<experiment>-<config>-<YYYYmmdd-HHMMSS>" and SageMaker allows 63
+# characters: 32 leaves room for a 14-character config name such as "exp001".
+EXPERIMENT_NAME_MAX = 32
+
+RULES = {
+    "project_name": (
+        r"[^\x00-\x1f\x7f]{1,200}",
+        "non-empty single-line text (at most 200 characters)",
+    ),
+    "project_slug": (
+        r"[a-z][a-z0-9_-]{0,63}",
+        "a lowercase folder name: a letter, then letters, digits, - or _"
+        " (at most 64 characters)",
+    ),
+    "author_name": (r"[^\x00-\x1f\x7f]*", "single-line text"),
+    "description": (r"[^\x00-\x1f\x7f]*", "single-line text"),
+    "aws_account_id": (r"\d{12}", "exactly 12 digits, e.g. 123456789012"),
+    "aws_region": (
+        r"[a-z]{2,4}(-[a-z]+){1,2}-\d{1,2}",
+        "an AWS region name such as us-east-1 or ap-northeast-1",
+    ),
+    "instance_type": (
+        r"ml\.[a-z][a-z0-9-]*\.(medium|large|[0-9]*xlarge)",
+        "ml.<family>.<size>, e.g. ml.g4dn.xlarge or ml.m5.large",
+    ),
+    "experiment_name": (
+        r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,%d}" % (EXPERIMENT_NAME_MAX - 1),
+        "letters, digits and hyphens, starting and ending with a letter or digit,"
+        f" at most {EXPERIMENT_NAME_MAX} characters (job names add"
+        " '-<config>-<timestamp>' within SageMaker's 63)",
+    ),
+    "sagemaker_role": (
+        r"[\w+=,.@-]{1,64}|arn:aws[a-z-]*:iam::\d{12}:role/([\w+=,.@-]+/)*[\w+=,.@-]{1,64}",
+        "an IAM role name (e.g. SageMakerExecutionRole) or a role ARN"
+        " (arn:aws:iam::<12 digits>:role/<name>)",
+    ),
+    "use_spot_instances": (r"(?i)true|false|yes|no|y|n|1|0|on|off", "a boolean"),
+}
+
+
+def choices(key):
+    """The options cookiecutter.json offers for a choice variable."""
+    offered = CONTEXT.get("_cookiecutter", {}).get(key)
+    return offered if isinstance(offered, list) else None
+
+
+def problem(key, value):
+    """Why value is not acceptable for key, or None when it is."""
+    if key in RULES:
+        pattern, expected = RULES[key]
+        text = str(value).lower() if isinstance(value, bool) else value
+        if not isinstance(text, str) or not re.fullmatch(pattern, text):
+            return expected
+    offered = choices(key)
+    if offered is not None and value not in offered:
+        return "one of " + ", ".join(offered)
+    return None
+
+
+def main():
+    for key, value in CONTEXT.items():
+        if key.startswith("_"):
+            continue
+        expected = problem(key, value)
+        if expected:
+            print(f"ERROR: {key}={json.dumps(value)} is invalid: expected {expected}.")
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
