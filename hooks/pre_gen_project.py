@@ -9,6 +9,7 @@ output directory.
 import json
 import re
 import sys
+from pathlib import Path
 
 CONTEXT = json.loads(r"""{{ cookiecutter | tojson }}""")
 
@@ -23,8 +24,7 @@ RULES = {
     ),
     "project_slug": (
         r"[a-z][a-z0-9_-]{0,63}",
-        "a lowercase folder name: a letter, then letters, digits, - or _"
-        " (at most 64 characters)",
+        "a lowercase folder name: a letter, then letters, digits, - or _ (at most 64 characters)",
     ),
     "author_name": (r"[^\x00-\x1f\x7f]*", "single-line text"),
     "description": (r"[^\x00-\x1f\x7f]*", "single-line text"),
@@ -38,7 +38,8 @@ RULES = {
         "ml.<family>.<size>, e.g. ml.g4dn.xlarge or ml.m5.large",
     ),
     "experiment_name": (
-        r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,%d}" % (EXPERIMENT_NAME_MAX - 1),
+        # (Built by concatenation: this file is a Jinja template, so no double braces.)
+        r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0," + str(EXPERIMENT_NAME_MAX - 1) + "}",
         "letters, digits and hyphens, starting and ending with a letter or digit,"
         f" at most {EXPERIMENT_NAME_MAX} characters (job names add"
         " '-<config>-<timestamp>' within SageMaker's 63)",
@@ -48,36 +49,37 @@ RULES = {
         "an IAM role name (e.g. SageMakerExecutionRole) or a role ARN"
         " (arn:aws:iam::<12 digits>:role/<name>)",
     ),
-    "use_spot_instances": (r"(?i)true|false|yes|no|y|n|1|0|on|off", "a boolean"),
+    "use_spot_instances": (r"true|false", "a boolean (true or false)"),
 }
 
 
-def choices(key):
-    """The options cookiecutter.json offers for a choice variable."""
-    offered = CONTEXT.get("_cookiecutter", {}).get(key)
-    return offered if isinstance(offered, list) else None
+def offered_choices():
+    """Choice variables as cookiecutter.json lists them (a replay file may hold anything)."""
+    spec = json.loads((Path(CONTEXT["_repo_dir"]) / "cookiecutter.json").read_text("utf-8"))
+    return {key: value for key, value in spec.items() if isinstance(value, list)}
 
 
-def problem(key, value):
+def problem(key, value, choices):
     """Why value is not acceptable for key, or None when it is."""
     if key in RULES:
         pattern, expected = RULES[key]
-        text = str(value).lower() if isinstance(value, bool) else value
+        text = json.dumps(value) if isinstance(value, bool) else value
         if not isinstance(text, str) or not re.fullmatch(pattern, text):
             return expected
-    offered = choices(key)
-    if offered is not None and value not in offered:
-        return "one of " + ", ".join(offered)
+    if key in choices and value not in choices[key]:
+        return "one of " + ", ".join(choices[key])
     return None
 
 
 def main():
+    choices = offered_choices()
     for key, value in CONTEXT.items():
         if key.startswith("_"):
             continue
-        expected = problem(key, value)
+        expected = problem(key, value, choices)
         if expected:
-            print(f"ERROR: {key}={json.dumps(value)} is invalid: expected {expected}.")
+            shown = json.dumps(value, ensure_ascii=False)
+            print(f"ERROR: {key}={shown} is invalid: expected {expected}.")
             return 1
     return 0
 
