@@ -1,0 +1,158 @@
+"""CI workflows, cruft updates and the rendered READMEs: what users meet first must work."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from cookiecutter.generate import is_copy_only_path
+from cookiecutter.main import cookiecutter
+
+TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_TEMPLATE = TEMPLATE_ROOT / "{{cookiecutter.project_slug}}"
+WORKFLOW = Path(".github/workflows/ci.yml")
+TEMPLATE_CONTEXT = json.loads((TEMPLATE_ROOT / "cookiecutter.json").read_text())
+
+
+def render(output_dir, **options):
+    """Render the template with default answers plus `options`; return the project folder."""
+    extra = {
+        key: str(value).lower() if isinstance(value, bool) else value
+        for key, value in options.items()
+    }
+    return Path(
+        cookiecutter(
+            str(TEMPLATE_ROOT), no_input=True, output_dir=str(output_dir), extra_context=extra
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def default_project(tmp_path_factory):
+    return render(tmp_path_factory.mktemp("default"))
+
+
+def load_workflow(path):
+    workflow = yaml.safe_load(path.read_text())
+    # YAML 1.1 reads the bare key `on` as the boolean True.
+    workflow["on"] = workflow.pop(True, workflow.get("on"))
+    return workflow
+
+
+def run_lines(job):
+    return [step["run"] for step in job["steps"] if "run" in step]
+
+
+def uses(job, action):
+    return [step for step in job["steps"] if step.get("uses", "").startswith(f"{action}@")]
+
+
+def nox_sessions_in(command):
+    """Session names from a `nox -s a b` command line."""
+    tokens = command.split()
+    if "nox" not in tokens or "-s" not in tokens:
+        return []
+    names = []
+    for token in tokens[tokens.index("-s") + 1 :]:
+        if token.startswith("-"):
+            break
+        names.append(token)
+    return names
+
+
+def nox_sessions(folder, names):
+    """{name: [python of each session]} in `folder`/noxfile.py; fails if one is missing."""
+    listing = subprocess.run(
+        [sys.executable, "-m", "nox", "--list", "--json", "--session", *names],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+    )
+    assert listing.returncode == 0, listing.stderr
+    found = {}
+    for session in json.loads(listing.stdout):
+        found.setdefault(session["name"], []).append(session["python"])
+    return found
+
+
+# --- GitHub Actions -----------------------------------------------------------------------------
+
+
+def test_workflow_files_are_copied_without_rendering():
+    # cookiecutter matches these patterns against paths relative to the project template folder.
+    assert is_copy_only_path(str(WORKFLOW), {"cookiecutter": TEMPLATE_CONTEXT})
+
+
+def test_rendered_workflow_is_the_template_file_byte_for_byte(default_project):
+    rendered = (default_project / WORKFLOW).read_text()
+    assert rendered == (PROJECT_TEMPLATE / WORKFLOW).read_text()
+    assert "${{ github.workflow }}" in rendered
+
+
+def test_template_workflow_runs_lint_and_tests_on_python_3_10_to_3_13():
+    workflow = load_workflow(TEMPLATE_ROOT / WORKFLOW)
+    assert {"push", "pull_request"} <= set(workflow["on"])
+    job = workflow["jobs"]["tests"]
+    assert job["runs-on"] == "ubuntu-latest"
+    versions = job["strategy"]["matrix"]["python-version"]
+    # Unquoted 3.10 would be the float 3.1.
+    assert versions == ["3.10", "3.11", "3.12", "3.13"]
+    (setup,) = uses(job, "actions/setup-python")
+    assert setup["with"]["python-version"] == "${{ matrix.python-version }}"
+    assert any(nox_sessions_in(line) == ["lint", "tests"] for line in run_lines(job))
+
+
+def test_template_workflow_runs_smoke_once_on_python_3_11():
+    job = load_workflow(TEMPLATE_ROOT / WORKFLOW)["jobs"]["smoke"]
+    assert "strategy" not in job
+    (setup,) = uses(job, "actions/setup-python")
+    assert setup["with"]["python-version"] == "3.11"
+    assert any(nox_sessions_in(line) == ["smoke"] for line in run_lines(job))
+
+
+@pytest.mark.parametrize("job_name", ["tests", "smoke"])
+def test_template_workflow_caches_pip_on_the_requirements_files(job_name):
+    job = load_workflow(TEMPLATE_ROOT / WORKFLOW)["jobs"][job_name]
+    assert uses(job, "actions/checkout")
+    (setup,) = uses(job, "actions/setup-python")
+    assert setup["with"]["cache"] == "pip"
+    patterns = setup["with"]["cache-dependency-path"].split()
+    requirements = [p for p in PROJECT_TEMPLATE.rglob("requirements*.txt")]
+    assert requirements
+    for path in requirements:
+        relative = path.relative_to(TEMPLATE_ROOT)
+        assert any(relative.match(pattern) for pattern in patterns), relative
+    assert any("python -m pip install nox" in line for line in run_lines(job))
+
+
+def test_template_workflow_sessions_exist_and_run_on_the_job_python():
+    jobs = load_workflow(TEMPLATE_ROOT / WORKFLOW)["jobs"]
+    job_python = {"tests": "${{ matrix.python-version }}", "smoke": "3.11"}
+    for job_name, python in job_python.items():
+        names = [name for line in run_lines(jobs[job_name]) for name in nox_sessions_in(line)]
+        # A session pinned to other interpreters would fail on a runner that has only this one.
+        for name, pythons in nox_sessions(TEMPLATE_ROOT, names).items():
+            assert set(pythons) <= {None, False, python}, (job_name, name, pythons)
+
+
+def test_rendered_workflow_installs_dev_requirements_then_runs_tests_and_smoke(default_project):
+    workflow = load_workflow(default_project / WORKFLOW)
+    assert {"push", "pull_request"} <= set(workflow["on"])
+    (job,) = workflow["jobs"].values()
+    (setup,) = uses(job, "actions/setup-python")
+    assert setup["with"]["cache"] == "pip"
+    for name in setup["with"]["cache-dependency-path"].split():
+        assert (default_project / name).is_file(), name
+    lines = run_lines(job)
+    install = next(
+        i for i, line in enumerate(lines) if "pip install -r requirements-dev.txt" in line
+    )
+    run_nox = next(i for i, line in enumerate(lines) if nox_sessions_in(line))
+    assert install < run_nox
+    assert nox_sessions_in(lines[run_nox]) == ["tests", "smoke"]
+    assert (default_project / "requirements-dev.txt").is_file()
+    # Sessions run in the job's environment, where requirements-dev.txt is installed.
+    for name, pythons in nox_sessions(default_project, ["tests", "smoke"]).items():
+        assert set(pythons) == {False}, (name, pythons)
