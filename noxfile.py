@@ -1,0 +1,97 @@
+"""Sessions for the template itself: `nox` runs lint, tests and smoke.
+
+Every session runs in one shared virtualenv (.nox/shared). Torch alone is
+several GB, so it is installed once and reused until a requirements file changes.
+"""
+
+import hashlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).resolve().parent
+PROJECT_TEMPLATE = ROOT / "{{cookiecutter.project_slug}}"
+SHARED_VENV = ROOT / ".nox" / "shared"
+REQUIREMENTS = [
+    ROOT / "requirements-dev.txt",
+    PROJECT_TEMPLATE / "requirements.txt",
+    PROJECT_TEMPLATE / "requirements-dev.txt",
+]
+TRACKING_CHOICES = ["mlflow", "none"]
+
+nox.options.sessions = ["lint", "tests", "smoke"]
+
+
+def venv_bin(name):
+    return str(SHARED_VENV / ("Scripts" if os.name == "nt" else "bin") / name)
+
+
+def requirements_fingerprint():
+    digest = hashlib.sha256()
+    for path in REQUIREMENTS:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def render(session, output_dir, *overrides):
+    """Render the template with --no-input into output_dir; return the project path."""
+    session.run(
+        venv_bin("cookiecutter"), "--no-input", str(ROOT), "-o", str(output_dir), *overrides
+    )
+    (project,) = Path(output_dir).iterdir()
+    return project
+
+
+def shared_env(session):
+    """Create or refresh .nox/shared; return the env that puts it first on PATH."""
+    stamp = SHARED_VENV / "requirements.sha256"
+    fingerprint = requirements_fingerprint()
+    if not stamp.is_file() or stamp.read_text() != fingerprint:
+        session.log(f"Installing the shared environment into {SHARED_VENV} (once)")
+        session.run(sys.executable, "-m", "venv", "--clear", str(SHARED_VENV))
+        pip = [venv_bin("python"), "-m", "pip", "install", "--disable-pip-version-check"]
+        session.run(*pip, "-r", str(ROOT / "requirements-dev.txt"))
+        # The rendered requirements contain Jinja; render the superset (mlflow) to read them.
+        with tempfile.TemporaryDirectory() as output_dir:
+            project = render(session, output_dir, "experiment_tracking=mlflow")
+            session.run(*pip, "-r", str(project / "requirements-dev.txt"))
+        stamp.write_text(fingerprint)
+    return {
+        "PATH": os.pathsep.join([str(Path(venv_bin("python")).parent), os.environ["PATH"]]),
+        "VIRTUAL_ENV": str(SHARED_VENV),
+    }
+
+
+@nox.session(python=False)
+def lint(session):
+    """ruff on the template's own code and on a freshly rendered project."""
+    env = shared_env(session)
+    session.run(venv_bin("ruff"), "check", str(ROOT), env=env)
+    session.run(venv_bin("ruff"), "format", "--check", str(ROOT), env=env)
+    with tempfile.TemporaryDirectory() as output_dir:
+        project = render(session, output_dir)
+        session.chdir(project)
+        session.run(venv_bin("ruff"), "check", ".", env=env)
+        session.run(venv_bin("ruff"), "format", "--check", ".", env=env)
+
+
+@nox.session(python=False)
+def tests(session):
+    """The template's pytest suite (renders, validation, odd text, docs)."""
+    env = shared_env(session)
+    session.chdir(ROOT)
+    session.run(venv_bin("python"), "-m", "pytest", "-n", "auto", *session.posargs, env=env)
+
+
+@nox.session(python=False)
+def smoke(session):
+    """Render with each tracking choice, then run that project's own tests and smoke session."""
+    env = shared_env(session)
+    for tracking in session.posargs or TRACKING_CHOICES:
+        with tempfile.TemporaryDirectory() as output_dir:
+            project = render(session, output_dir, f"experiment_tracking={tracking}")
+            session.chdir(project)
+            session.run(venv_bin("python"), "-m", "nox", "-s", "tests", "smoke", env=env)

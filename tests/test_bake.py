@@ -1,0 +1,229 @@
+"""Rendering: the designed files, every option combination, clean and runnable output."""
+
+import itertools
+import json
+import os
+import py_compile
+import subprocess
+import sys
+
+import pytest
+import yaml
+from conftest import CHOICES, TEMPLATE_DIR, project_files, ruff, run_checked
+
+KEPT_FOLDERS = ["dataset", "rawdata", "result/model", "result/output"]
+
+DEFAULT_FILES = {
+    ".github/workflows/ci.yml",
+    ".gitignore",
+    "README.ja.md",
+    "README.md",
+    "config/exp001.yaml",
+    "noxfile.py",
+    "requirements-dev.txt",
+    "requirements.txt",
+    "ruff.toml",
+    "scripts/defaults.py",
+    "scripts/prepare_dataset.py",
+    "scripts/run_job.py",
+    "scripts/run_job.sh",
+    "scripts/upload_dataset.py",
+    "src/data.py",
+    "src/model.py",
+    "src/options.py",
+    "src/requirements.txt",
+    "src/tracking.py",
+    "src/train.py",
+    "src/train.sh",
+    "tests/conftest.py",
+    "tests/test_prepare_dataset.py",
+    "tests/test_run_job.py",
+    "tests/test_tracking.py",
+    "tests/test_train.py",
+    "tests/test_upload.py",
+    *(f"{folder}/.gitkeep" for folder in KEPT_FOLDERS),
+}
+TRACKING_FILES = {"src/tracking.py", "tests/test_tracking.py"}
+CUSTOM_CONTAINER_FILES = {"docker/Dockerfile", "scripts/build_and_push.sh", "tests/test_container.py"}
+
+OPTION_COMBINATIONS = [
+    dict(zip(["experiment_tracking", "container", "use_spot_instances"], combination))
+    for combination in itertools.product(
+        CHOICES["experiment_tracking"], CHOICES["container"], [False, True]
+    )
+]
+TEMPLATE_LEFTOVERS = ("{{", "{%", "cookiecutter.")
+
+
+def combination_id(options):
+    return "-".join(str(value) for value in options.values())
+
+
+def text_files(project):
+    for name in sorted(project_files(project)):
+        if name.endswith(".gitkeep"):
+            continue
+        yield name, (project / name).read_text("utf-8")
+
+
+def test_default_bake_renders_exactly_the_designed_files(bake):
+    project = bake()
+    assert project.name == "sagemaker-mnist"
+    assert project_files(project) == DEFAULT_FILES
+
+
+def test_tracking_none_removes_mlflow_files_code_and_dependencies(bake):
+    project = bake(experiment_tracking="none")
+    assert project_files(project) == DEFAULT_FILES - TRACKING_FILES
+    for name, text in text_files(project):
+        if name.endswith((".py", ".txt", ".sh", ".yaml", ".yml")):
+            assert "mlflow" not in text.lower(), name
+
+
+def test_custom_container_adds_exactly_the_docker_files(bake):
+    project = bake(container="custom")
+    assert project_files(project) == DEFAULT_FILES | CUSTOM_CONTAINER_FILES
+
+
+@pytest.mark.parametrize("version", CHOICES["pytorch_version"])
+@pytest.mark.parametrize("options", OPTION_COMBINATIONS, ids=combination_id)
+def test_every_option_combination_renders_without_template_leftovers(bake, options, version):
+    project = bake(pytorch_version=version, **options)
+    for name, text in text_files(project):
+        # GitHub Actions expressions (${{ ... }}) are the workflow's own syntax.
+        text = text.replace("${{", "")
+        for leftover in TEMPLATE_LEFTOVERS:
+            assert leftover not in text, f"{name} still contains {leftover!r}"
+
+
+@pytest.mark.parametrize("options", OPTION_COMBINATIONS, ids=combination_id)
+def test_rendered_code_compiles_and_passes_ruff(bake, options):
+    project = bake(**options)
+    for path in project.rglob("*.py"):
+        py_compile.compile(str(path), doraise=True)
+    lint = ruff("check", "--no-cache", ".", cwd=project)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    formatting = ruff("format", "--check", "--no-cache", ".", cwd=project)
+    assert formatting.returncode == 0, formatting.stdout + formatting.stderr
+
+
+@pytest.mark.parametrize("options", OPTION_COMBINATIONS, ids=combination_id)
+def test_rendered_yaml_parses_and_shell_scripts_pass_bash_n(bake, options):
+    project = bake(**options)
+    for path in [*project.rglob("*.yaml"), *project.rglob("*.yml")]:
+        assert yaml.safe_load(path.read_text("utf-8")) is not None, path
+    scripts = list(project.rglob("*.sh"))
+    assert scripts
+    for path in scripts:
+        check = run_checked("bash", "-n", path)
+        assert check.returncode == 0, check.stderr
+
+
+def test_post_gen_creates_kept_folders_and_git_ignores_only_their_contents(bake, tmp_path):
+    project = bake()
+    for folder in KEPT_FOLDERS:
+        assert (project / folder / ".gitkeep").is_file()
+    (project / "dataset/MNIST").mkdir()
+    (project / "dataset/MNIST/data.bin").write_bytes(b"x")
+    (project / "result/model/model.pt").write_bytes(b"x")
+    (project / "result/checkpoints").mkdir()
+    (project / "result/checkpoints/last.pt").write_bytes(b"x")
+    (project / ".env").write_text("AWS_PROFILE=me\n")
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=project, check=True)
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=project, check=True, capture_output=True, text=True
+    ).stdout.split()
+    assert set(tracked) == project_files(project) - {
+        "dataset/MNIST/data.bin",
+        "result/model/model.pt",
+        "result/checkpoints/last.pt",
+        ".env",
+    }
+
+
+def test_shell_scripts_and_entry_points_are_executable(bake):
+    project = bake(container="custom")
+    executables = [*project.rglob("*.sh"), *(project / "scripts").glob("*.py"), project / "src/train.py"]
+    for path in executables:
+        if path.name == "defaults.py":
+            continue
+        assert os.access(path, os.X_OK), path
+
+
+def test_rendered_values_land_where_they_are_used(bake):
+    values = {
+        "aws_account_id": "210987654321",
+        "aws_region": "ap-northeast-1",
+        "instance_type": "ml.g5.xlarge",
+        "experiment_name": "kaggle-digits",
+        "sagemaker_role": "MyTeamSageMakerRole",
+        "use_spot_instances": True,
+    }
+    project = bake(**values)
+    defaults = run_checked(
+        sys.executable,
+        "-c",
+        "import json, defaults; print(json.dumps({k: v for k, v in vars(defaults).items() "
+        "if k.isupper()}))",
+        cwd=project / "scripts",
+    )
+    assert defaults.returncode == 0, defaults.stderr
+    rendered = json.loads(defaults.stdout)
+    assert rendered["AWS_ACCOUNT_ID"] == values["aws_account_id"]
+    assert rendered["AWS_REGION"] == values["aws_region"]
+    assert rendered["INSTANCE_TYPE"] == values["instance_type"]
+    assert rendered["EXPERIMENT_NAME"] == values["experiment_name"]
+    assert rendered["SAGEMAKER_ROLE"] == values["sagemaker_role"]
+    assert rendered["USE_SPOT_INSTANCES"] is True
+    readme = (project / "README.md").read_text("utf-8")
+    run_job_sh = (project / "scripts/run_job.sh").read_text("utf-8")
+    for value in ("210987654321", "ap-northeast-1", "ml.g5.xlarge", "kaggle-digits"):
+        assert value in readme
+        assert value in run_job_sh
+
+
+def test_pytorch_version_choices_all_have_a_training_image_in_the_sdk_table():
+    from sagemaker.core import image_uris
+
+    for version in CHOICES["pytorch_version"]:
+        uri = image_uris.retrieve(
+            framework="pytorch",
+            region="us-east-1",
+            version=version,
+            instance_type="ml.g4dn.xlarge",
+            image_scope="training",
+        )
+        assert f"pytorch-training:{version}-gpu-py3" in uri
+
+
+def test_command_line_render_then_replay_gives_the_same_project(tmp_path):
+    home = tmp_path / "home"
+    first = run_checked(
+        sys.executable,
+        "-m",
+        "cookiecutter",
+        "--no-input",
+        TEMPLATE_DIR,
+        "-o",
+        tmp_path / "first",
+        "experiment_name=replayed",
+    )
+    assert first.returncode == 0, first.stderr
+    assert "Next steps" in first.stdout
+    replayed = run_checked(
+        sys.executable,
+        "-m",
+        "cookiecutter",
+        "--replay",
+        TEMPLATE_DIR,
+        "-o",
+        tmp_path / "second",
+    )
+    assert replayed.returncode == 0, replayed.stderr
+    first_project = tmp_path / "first/sagemaker-mnist"
+    second_project = tmp_path / "second/sagemaker-mnist"
+    assert project_files(first_project) == project_files(second_project)
+    for name in project_files(first_project):
+        assert (first_project / name).read_bytes() == (second_project / name).read_bytes(), name
+    assert home.is_dir()

@@ -1,0 +1,101 @@
+"""Odd but valid free text renders safely; text that looks like code never runs."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+from conftest import TEMPLATE_DIR, render_from_replay, ruff, run_checked
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+ODD_TEXTS = [
+    "O'Brien's \"quoted\" `backticked` project",
+    "'''triple single''' and \"\"\"triple double\"\"\"",
+    "C:\\new\\table\\ and a trailing backslash \\",
+    "日本語のプロジェクト — ünïcödé ✓ 🚀",
+    "{{ cookiecutter.project_slug }} {% if true %}jinja-looking{% endif %} {# comment #}",
+    "${HOME} $(touch PWNED) `touch PWNED`",
+    '__import__("os").system("touch PWNED")',
+    '"; import os; os.system("touch PWNED"); x = "',
+    "# heading | table | <script>alert(1)</script> *bold* [link](http://x)",
+    "key: value # yaml-looking - [list] {map: 1} &anchor *alias !tag",
+    "x" * 200,
+]
+
+
+def rendered_defaults(project):
+    """scripts/defaults.py as the rendered project's own Python sees it."""
+    result = run_checked(
+        sys.executable,
+        "-c",
+        "import json, defaults; print(json.dumps(defaults.PROJECT_NAME))",
+        cwd=project / "scripts",
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def assert_renders_safely(project, text, workdir):
+    assert rendered_defaults(project) == text
+    readme = (project / "README.md").read_text("utf-8")
+    assert text in readme
+    for path in [*project.rglob("*.yaml"), *project.rglob("*.yml")]:
+        yaml.safe_load(path.read_text("utf-8"))
+    for path in project.rglob("*.py"):
+        compile(path.read_text("utf-8"), str(path), "exec")
+    assert not list(workdir.rglob("PWNED")), "a value was executed"
+
+
+@pytest.mark.parametrize("text", ODD_TEXTS)
+def test_odd_text_in_every_free_field_renders_into_valid_files(text, tmp_path):
+    project = render_from_replay(tmp_path, project_name=text, author_name=text, description=text)
+    assert_renders_safely(project, text, tmp_path)
+    assert text in (project / "README.md").read_text("utf-8").split("Author: ", 1)[1]
+    lint = ruff("check", "--no-cache", ".", cwd=project)
+    assert lint.returncode == 0, lint.stdout
+    formatting = ruff("format", "--check", "--no-cache", ".", cwd=project)
+    assert formatting.returncode == 0, formatting.stdout
+
+
+def test_hooks_never_execute_a_value_that_looks_like_python(tmp_path):
+    marker = tmp_path / "PWNED-by-hook"
+    payload = f"\"\"\"+__import__('pathlib').Path({str(marker)!r}).touch()+\"\"\""
+    project = render_from_replay(tmp_path, project_name=payload, description=payload)
+    assert not marker.exists()
+    assert rendered_defaults(project) == payload
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    text=st.text(
+        alphabet=st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="\x7f"),
+        min_size=1,
+        max_size=120,
+    )
+)
+def test_any_single_line_text_round_trips_into_python_and_markdown(text, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("hypothesis")
+    project = render_from_replay(workdir, project_name=text, author_name=text, description=text)
+    assert_renders_safely(project, text, workdir)
+
+
+def test_text_typed_at_the_prompt_is_not_run_through_jinja(tmp_path):
+    """Interactive answers reach the files literally, braces and all."""
+    answers = "\n".join(["{{ 7 * 7 }} lab", "lab", "", "", "", "", "", "", "", "", "", "", "", ""])
+    result = subprocess.run(
+        [sys.executable, "-m", "cookiecutter", str(TEMPLATE_DIR)],
+        input=answers + "\n",
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    project = tmp_path / "lab"
+    assert rendered_defaults(project) == "{{ 7 * 7 }} lab"

@@ -1,0 +1,147 @@
+"""Bad input at generation: a clear message naming the field, and nothing left behind."""
+
+import sys
+
+import pytest
+from cookiecutter.exceptions import FailedHookException
+from cookiecutter.main import cookiecutter
+from conftest import TEMPLATE_DIR, leftovers, render_from_replay, run_checked
+
+INVALID_INPUTS = [
+    ("project_name", ""),
+    ("project_name", "two\nlines"),
+    ("project_name", "x" * 201),
+    ("project_slug", "My Project"),
+    ("project_slug", "1project"),
+    ("project_slug", "-project"),
+    ("project_slug", "project!"),
+    ("project_slug", "ünïcode"),
+    ("author_name", "tab\there"),
+    ("description", "line\nbreak"),
+    ("aws_account_id", "12345678901"),
+    ("aws_account_id", "1234567890123"),
+    ("aws_account_id", "12345678901a"),
+    ("aws_account_id", ""),
+    ("aws_account_id", " 123456789012"),
+    ("aws_region", "us_east_1"),
+    ("aws_region", "US-EAST-1"),
+    ("aws_region", "useast1"),
+    ("aws_region", "us-east"),
+    ("aws_region", "tokyo"),
+    ("instance_type", "g4dn.xlarge"),
+    ("instance_type", "ml.g4dn"),
+    ("instance_type", "ml.g4dn.huge"),
+    ("instance_type", "ML.G4DN.XLARGE"),
+    ("instance_type", "ml..xlarge"),
+    ("experiment_name", "-mnist"),
+    ("experiment_name", "mnist-"),
+    ("experiment_name", "mnist_v1"),
+    ("experiment_name", "mnist.v1"),
+    ("experiment_name", "a" * 33),
+    ("experiment_name", ""),
+    ("sagemaker_role", "role with spaces"),
+    ("sagemaker_role", "r" * 65),
+    ("sagemaker_role", "arn:aws:iam::123:role/SageMaker"),
+    ("sagemaker_role", "arn:aws:iam::123456789012:user/someone"),
+    ("sagemaker_role", "arn:aws:s3:::bucket"),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), INVALID_INPUTS)
+def test_invalid_input_fails_names_the_field_and_leaves_no_directory(
+    field, value, tmp_path, capfd
+):
+    output_dir = tmp_path / "out"
+    with pytest.raises(FailedHookException):
+        cookiecutter(
+            str(TEMPLATE_DIR),
+            no_input=True,
+            extra_context={field: value},
+            output_dir=str(output_dir),
+            default_config=True,
+        )
+    message = capfd.readouterr().out.strip().splitlines()
+    assert len(message) == 1, message
+    assert message[0].startswith(f"ERROR: {field}="), message
+    assert "expected" in message[0]
+    assert leftovers(output_dir) == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("pytorch_version", "1.0.0"),
+        ("experiment_tracking", "wandb"),
+        ("container", "podman"),
+        ("use_spot_instances", "sometimes"),
+    ],
+)
+def test_invalid_choice_on_the_command_line_is_refused_before_rendering(field, value, tmp_path):
+    output_dir = tmp_path / "out"
+    with pytest.raises(ValueError, match=field if field != "use_spot_instances" else "sometimes"):
+        cookiecutter(
+            str(TEMPLATE_DIR),
+            no_input=True,
+            extra_context={field: value},
+            output_dir=str(output_dir),
+            default_config=True,
+        )
+    assert leftovers(output_dir) == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("pytorch_version", "1.0.0"),
+        ("experiment_tracking", "wandb"),
+        ("container", "podman"),
+        ("use_spot_instances", "yes"),
+        ("aws_account_id", 123456789012),
+    ],
+)
+def test_hand_edited_replay_file_is_validated_too(field, value, tmp_path, capfd):
+    with pytest.raises(FailedHookException):
+        render_from_replay(tmp_path, **{field: value})
+    assert capfd.readouterr().out.startswith(f"ERROR: {field}=")
+    assert leftovers(tmp_path / "out") == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("aws_account_id", "000000000000"),
+        ("aws_region", "ap-northeast-1"),
+        ("aws_region", "us-gov-west-1"),
+        ("aws_region", "eusc-de-east-1"),
+        ("instance_type", "ml.p4d.24xlarge"),
+        ("instance_type", "ml.m5.large"),
+        ("instance_type", "ml.trn1.32xlarge"),
+        ("experiment_name", "a" * 32),
+        ("experiment_name", "My-Exp--2"),
+        ("sagemaker_role", "arn:aws:iam::123456789012:role/service-role/AmazonSageMaker-Exec"),
+        ("sagemaker_role", "arn:aws-cn:iam::123456789012:role/SageMaker"),
+        ("project_slug", "my_project-2"),
+    ],
+)
+def test_valid_edge_values_render(field, value, bake):
+    project = bake(**{field: value})
+    assert project.is_dir()
+
+
+def test_command_line_bad_value_exits_1_with_the_message_first(tmp_path):
+    result = run_checked(
+        sys.executable,
+        "-m",
+        "cookiecutter",
+        "--no-input",
+        TEMPLATE_DIR,
+        "-o",
+        tmp_path / "out",
+        "aws_account_id=12345",
+    )
+    assert result.returncode == 1
+    first_line = (result.stdout + result.stderr).strip().splitlines()[0]
+    assert first_line == (
+        'ERROR: aws_account_id="12345" is invalid: expected exactly 12 digits, e.g. 123456789012.'
+    )
+    assert leftovers(tmp_path / "out") == []
