@@ -1,6 +1,7 @@
 """CI workflows, cruft updates and the rendered READMEs: what users meet first must work."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,16 +17,14 @@ WORKFLOW = Path(".github/workflows/ci.yml")
 TEMPLATE_CONTEXT = json.loads((TEMPLATE_ROOT / "cookiecutter.json").read_text())
 
 
-def render(output_dir, **options):
-    """Render the template with default answers plus `options`; return the project folder."""
+def render(output_dir, template=TEMPLATE_ROOT, **options):
+    """Render `template` with default answers plus `options`; return the project folder."""
     extra = {
         key: str(value).lower() if isinstance(value, bool) else value
         for key, value in options.items()
     }
     return Path(
-        cookiecutter(
-            str(TEMPLATE_ROOT), no_input=True, output_dir=str(output_dir), extra_context=extra
-        )
+        cookiecutter(str(template), no_input=True, output_dir=str(output_dir), extra_context=extra)
     )
 
 
@@ -156,3 +155,115 @@ def test_rendered_workflow_installs_dev_requirements_then_runs_tests_and_smoke(d
     # Sessions run in the job's environment, where requirements-dev.txt is installed.
     for name, pythons in nox_sessions(default_project, ["tests", "smoke"]).items():
         assert set(pythons) == {False}, (name, pythons)
+
+
+# --- cruft: render with provenance, then pull template changes into a project ------------------
+
+GIT_IDENTITY = ["-c", "user.name=Template Test", "-c", "user.email=test@example.com"]
+NOT_TEMPLATE_FILES = shutil.ignore_patterns(
+    ".git", ".nox", ".venv", "venv", "__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis"
+)
+
+
+def git(folder, *args):
+    command = ["git", *GIT_IDENTITY, "-c", "commit.gpgsign=false", *args]
+    return subprocess.run(command, cwd=folder, capture_output=True, text=True, check=True).stdout
+
+
+def cruft(folder, *args):
+    return subprocess.run(
+        [sys.executable, "-m", "cruft", *args], cwd=folder, capture_output=True, text=True
+    )
+
+
+def snapshot(folder):
+    """{relative path: bytes} of the files a render produced (not git's or cruft's own)."""
+    return {
+        str(path.relative_to(folder)): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+        and ".git" not in path.relative_to(folder).parts[:1]
+        and path.name != ".cruft.json"
+    }
+
+
+@pytest.fixture
+def template_repo(tmp_path):
+    """A git repository holding this template's working tree: what users point cruft at."""
+    repo = tmp_path / "template"
+    shutil.copytree(TEMPLATE_ROOT, repo, ignore=NOT_TEMPLATE_FILES)
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "template v1")
+    return repo
+
+
+CRUFT_OPTIONS = {"project_slug": "kept-project", "aws_region": "ap-northeast-1"}
+
+
+@pytest.fixture
+def cruft_project(template_repo, tmp_path):
+    created = cruft(
+        tmp_path,
+        "create",
+        str(template_repo),
+        "--no-input",
+        "--output-dir",
+        str(tmp_path / "projects"),
+        "--extra-context",
+        json.dumps(CRUFT_OPTIONS),
+    )
+    assert created.returncode == 0, created.stdout + created.stderr
+    project = tmp_path / "projects" / CRUFT_OPTIONS["project_slug"]
+    git(project, "init", "-q")
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "rendered")
+    return project
+
+
+def test_cruft_create_renders_what_cookiecutter_renders_and_records_provenance(
+    template_repo, cruft_project, tmp_path
+):
+    plain = render(tmp_path / "plain", **CRUFT_OPTIONS)
+    assert snapshot(cruft_project) == snapshot(plain)
+    provenance = json.loads((cruft_project / ".cruft.json").read_text())
+    assert provenance["template"] == str(template_repo)
+    assert provenance["commit"] == git(template_repo, "rev-parse", "HEAD").strip()
+    answers = provenance["context"]["cookiecutter"]
+    assert answers["aws_region"] == "ap-northeast-1"
+    assert answers["experiment_tracking"] == TEMPLATE_CONTEXT["experiment_tracking"][0]
+
+
+def test_cruft_update_brings_template_changes_and_keeps_local_edits(
+    template_repo, cruft_project, tmp_path
+):
+    assert cruft(cruft_project, "check").returncode == 0
+
+    # The user tunes a config; the template gains a rendered line and a new file.
+    config = cruft_project / "config" / "exp001.yaml"
+    config.write_text(config.read_text() + "# tuned locally\n")
+    git(cruft_project, "commit", "-q", "-am", "tune")
+    project_template = template_repo / "{{cookiecutter.project_slug}}"
+    readme = project_template / "README.md"
+    readme.write_text(readme.read_text() + "\nJobs run in {{ cookiecutter.aws_region }}.\n")
+    (project_template / "CHANGES.md").write_text("# {{ cookiecutter.project_slug }} changes\n")
+    git(template_repo, "add", "-A")
+    git(template_repo, "commit", "-q", "-m", "template v2")
+
+    outdated = cruft(cruft_project, "check")
+    assert outdated.returncode == 1, outdated.stdout
+    assert "out of date" in outdated.stdout
+
+    updated = cruft(cruft_project, "update", "--skip-apply-ask")
+    assert updated.returncode == 0, updated.stdout + updated.stderr
+    assert cruft(cruft_project, "check").returncode == 0
+    provenance = json.loads((cruft_project / ".cruft.json").read_text())
+    assert provenance["commit"] == git(template_repo, "rev-parse", "HEAD").strip()
+
+    assert config.read_text().endswith("# tuned locally\n")
+    fresh = snapshot(render(tmp_path / "fresh", template_repo, **CRUFT_OPTIONS))
+    assert fresh["README.md"].decode().endswith("Jobs run in ap-northeast-1.\n")
+    assert (cruft_project / "CHANGES.md").read_text() == "# kept-project changes\n"
+    project = snapshot(cruft_project)
+    del project["config/exp001.yaml"], fresh["config/exp001.yaml"]
+    assert project == fresh
