@@ -1,6 +1,9 @@
 """CI workflows, cruft updates and the rendered READMEs: what users meet first must work."""
 
 import json
+import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -267,3 +270,225 @@ def test_cruft_update_brings_template_changes_and_keeps_local_edits(
     project = snapshot(cruft_project)
     del project["config/exp001.yaml"], fresh["config/exp001.yaml"]
     assert project == fresh
+
+
+# --- The rendered READMEs: English and Japanese in step, every command shown real ---------------
+
+# Pairwise coverage of the options that change what the READMEs show (an L4 orthogonal array).
+README_OPTIONS = [
+    {"experiment_tracking": "mlflow", "container": "prebuilt", "use_spot_instances": False},
+    {"experiment_tracking": "none", "container": "prebuilt", "use_spot_instances": True},
+    {"experiment_tracking": "mlflow", "container": "custom", "use_spot_instances": True},
+    {"experiment_tracking": "none", "container": "custom", "use_spot_instances": False},
+]
+READMES = ["README.md", "README.ja.md"]
+SHELL_FENCES = {"bash", "sh", "shell"}
+SHELL_OPERATORS = {"&&", "||", ";", "|", "&"}
+# --help must work on a machine with no AWS credentials and no network.
+NO_AWS = {
+    "AWS_CONFIG_FILE": "/nonexistent",
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+def option_id(options):
+    return "-".join(str(value).lower() for value in options.values())
+
+
+class Readme:
+    """A README split into `##` sections: headings, shell commands, and inline commands."""
+
+    def __init__(self, path):
+        self.path = path
+        self.heading_levels = []
+        self.sections = [{"heading": "(preamble)", "commands": [], "text": ""}]
+        fence = None
+        pending = ""
+        for line in path.read_text("utf-8").splitlines():
+            if line.startswith("```"):
+                fence = line[3:].strip().lower() if fence is None else None
+                continue
+            section = self.sections[-1]
+            if fence is None:
+                heading = re.match(r"(#{1,6}) ", line)
+                if heading:
+                    self.heading_levels.append(len(heading.group(1)))
+                    if heading.group(1) == "##":
+                        self.sections.append({"heading": line, "commands": [], "text": ""})
+                        continue
+                section["text"] += line + "\n"
+                for span in re.findall(r"`([^`]+)`", line):
+                    if re.match(r"(python3? |bash |nox |mlflow )", span):
+                        section.setdefault("inline", []).append(span)
+            elif fence in SHELL_FENCES:
+                section["text"] += line + "\n"
+                pending += line
+                if pending.endswith("\\"):
+                    pending = pending[:-1] + " "
+                    continue
+                tokens = shell_tokens(pending)
+                pending = ""
+                if tokens:
+                    section["commands"].append(" ".join(tokens))
+
+    def all_commands(self):
+        for section in self.sections:
+            yield from section["commands"]
+            yield from section.get("inline", [])
+
+
+def shell_tokens(line):
+    """Tokens of one shell line, comments dropped (they are prose, translated in README.ja.md)."""
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    return list(lexer)
+
+
+def simple_commands(command):
+    """Split `a && b | c` into [[a...], [b...], [c...]] without leading VAR=value assignments."""
+    current = []
+    for token in [*shell_tokens(command), ";"]:
+        if token in SHELL_OPERATORS:
+            while current and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", current[0]):
+                current.pop(0)
+            if current:
+                yield current
+            current = []
+        else:
+            current.append(token)
+
+
+def help_command(words):
+    """(program argv, shown arguments) for a project script or tool command, else None.
+
+    The help argv keeps the leading positional words (a subcommand, run_job.sh's config number)
+    so that options of subcommands are looked up where they are defined.
+    """
+    if words[0] in ("python", "python3") and len(words) > 1 and words[1].endswith(".py"):
+        program, arguments = [sys.executable, words[1]], words[2:]
+    elif words[0] in ("bash", "sh") and len(words) > 1 and words[1].endswith(".sh"):
+        program, arguments = ["bash", words[1]], words[2:]
+    elif words[0] == "mlflow":
+        program, arguments = [sys.executable, "-m", "mlflow"], words[1:]
+    else:
+        return None
+    positional = []
+    for word in arguments:
+        if word.startswith("-"):
+            break
+        positional.append(word)
+    return [*program, *positional, "--help"], arguments
+
+
+def long_options(arguments):
+    return sorted({word.split("=", 1)[0] for word in arguments if word.startswith("--")})
+
+
+@pytest.fixture(scope="module", params=README_OPTIONS, ids=option_id)
+def documented_project(request, tmp_path_factory):
+    return render(tmp_path_factory.mktemp("docs"), **request.param)
+
+
+@pytest.fixture(scope="module")
+def help_texts():
+    """Memoized `--help` output per (project, argv): several tests ask for the same one."""
+    cache = {}
+
+    def run_help(project, argv):
+        key = (project, tuple(argv))
+        if key not in cache:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+            cache[key] = subprocess.run(
+                argv,
+                cwd=project,
+                env={**env, **NO_AWS},
+                capture_output=True,
+                text=True,
+                timeout=180,
+            )
+        return cache[key]
+
+    return run_help
+
+
+def test_every_render_has_the_english_and_the_japanese_readme(documented_project):
+    assert [name for name in READMES if (documented_project / name).is_file()] == READMES
+
+
+def test_readmes_have_the_same_sections_in_the_same_order(documented_project):
+    english, japanese = (Readme(documented_project / name) for name in READMES)
+    assert japanese.heading_levels == english.heading_levels, (
+        "README.ja.md must mirror README.md heading by heading:\n"
+        + "\n".join(s["heading"] for s in english.sections)
+    )
+    assert len(english.sections) > 6, "README.md has fewer sections than the walkthrough needs"
+
+
+def test_every_readme_section_has_content(documented_project):
+    for name in READMES:
+        for section in Readme(documented_project / name).sections[1:]:
+            assert section["text"].strip(), f"{name}: section {section['heading']!r} is empty"
+
+
+def test_readmes_show_the_same_commands_section_by_section(documented_project):
+    english, japanese = (Readme(documented_project / name) for name in READMES)
+    assert [s["commands"] for s in japanese.sections] == [s["commands"] for s in english.sections]
+    assert sum(len(s["commands"]) for s in english.sections) >= 5
+
+
+def test_readmes_leave_no_template_syntax_behind(documented_project):
+    for name in READMES:
+        text = (documented_project / name).read_text("utf-8")
+        assert "{{" not in text and "{%" not in text, name
+
+
+def test_every_script_the_readmes_run_exists_and_accepts_the_options_shown(
+    documented_project, help_texts
+):
+    checked = set()
+    for name in READMES:
+        for command in Readme(documented_project / name).all_commands():
+            for words in simple_commands(command):
+                found = help_command(words)
+                if found is None:
+                    continue
+                argv, arguments = found
+                if words[1].endswith((".py", ".sh")):
+                    script = documented_project / words[1]
+                    assert script.is_file(), f"{name}: `{command}` runs a missing {words[1]}"
+                options = long_options(arguments)
+                if (tuple(argv), tuple(options)) in checked:
+                    continue
+                checked.add((tuple(argv), tuple(options)))
+                shown = help_texts(documented_project, argv)
+                assert shown.returncode == 0, f"`{' '.join(argv[1:])}` failed:\n{shown.stderr}"
+                for option in options:
+                    assert re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", shown.stdout), (
+                        f"{name}: `{command}` uses {option}, which `{' '.join(argv[1:])}` "
+                        "does not list"
+                    )
+    scripts = {argv[1] for argv, _ in checked}
+    assert {"src/train.py", "scripts/prepare_dataset.py"} <= scripts, scripts
+
+
+def test_files_and_nox_sessions_the_readmes_name_exist(documented_project):
+    for name in READMES:
+        created = set()
+        for command in Readme(documented_project / name).all_commands():
+            for words in simple_commands(command):
+                if words[0] == "cp" and len(words) == 3:
+                    created.add(words[2])
+                if "-r" in words and "install" in words:
+                    requirements = words[words.index("-r") + 1]
+                    assert (documented_project / requirements).is_file(), (name, command)
+                if words[0] in ("bash", "sh") and words[1] == "scripts/run_job.sh":
+                    # bash scripts/run_job.sh 001 runs config/exp001.yaml
+                    config = f"config/exp{words[2]}.yaml"
+                    assert (documented_project / config).is_file() or config in created, (
+                        f"{name}: `{command}` needs {config}"
+                    )
+                if words[0] == "nox":
+                    sessions = nox_sessions_in(" ".join(words))
+                    assert sessions, f"{name}: `{command}` names no session"
+                    nox_sessions(documented_project, sessions)
