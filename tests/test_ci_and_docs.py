@@ -114,6 +114,12 @@ def test_template_workflow_runs_smoke_once_on_python_3_11():
     assert any(nox_sessions_in(line) == ["smoke"] for line in run_lines(job))
 
 
+def matches_github_glob(path, pattern):
+    """Path matching as @actions/glob does it: `**/` is any number of folders, even none."""
+    regex = re.escape(pattern).replace(r"\*\*/", "(?:.*/)?").replace(r"\*", "[^/]*")
+    return re.fullmatch(regex, path.as_posix()) is not None
+
+
 @pytest.mark.parametrize("job_name", ["tests", "smoke"])
 def test_template_workflow_caches_pip_on_the_requirements_files(job_name):
     job = load_workflow(TEMPLATE_ROOT / WORKFLOW)["jobs"][job_name]
@@ -121,11 +127,14 @@ def test_template_workflow_caches_pip_on_the_requirements_files(job_name):
     (setup,) = uses(job, "actions/setup-python")
     assert setup["with"]["cache"] == "pip"
     patterns = setup["with"]["cache-dependency-path"].split()
-    requirements = [p for p in PROJECT_TEMPLATE.rglob("requirements*.txt")]
-    assert requirements
+    requirements = [
+        *TEMPLATE_ROOT.glob("requirements*.txt"),
+        *PROJECT_TEMPLATE.rglob("requirements*.txt"),
+    ]
+    assert len(requirements) >= 3
     for path in requirements:
         relative = path.relative_to(TEMPLATE_ROOT)
-        assert any(relative.match(pattern) for pattern in patterns), relative
+        assert any(matches_github_glob(relative, pattern) for pattern in patterns), relative
     assert any("python -m pip install nox" in line for line in run_lines(job))
 
 
@@ -492,3 +501,32 @@ def test_files_and_nox_sessions_the_readmes_name_exist(documented_project):
                     sessions = nox_sessions_in(" ".join(words))
                     assert sessions, f"{name}: `{command}` names no session"
                     nox_sessions(documented_project, sessions)
+
+
+def test_post_gen_next_steps_are_commands_the_readme_shows(tmp_path):
+    rendered = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cookiecutter",
+            "--no-input",
+            str(TEMPLATE_ROOT),
+            "-o",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    (project,) = (tmp_path / "out").iterdir()
+    printed = [line.strip() for line in rendered.stdout.splitlines() if line.startswith("  ")]
+    steps = [words for line in printed for words in simple_commands(line)]
+    assert steps[0] == ["cd", project.name]
+    documented = {
+        tuple(words)
+        for command in Readme(project / "README.md").all_commands()
+        for words in simple_commands(command)
+    }
+    for words in steps[1:]:
+        assert tuple(words) in documented, f"next step `{' '.join(words)}` is not in README.md"
+    assert len(steps) >= 4
