@@ -483,24 +483,28 @@ def test_every_script_the_readmes_run_exists_and_accepts_the_options_shown(
 
 def test_files_and_nox_sessions_the_readmes_name_exist(documented_project):
     for name in READMES:
-        created = set()
+        created, seen = set(), set()
         for command in Readme(documented_project / name).all_commands():
             for words in simple_commands(command):
                 if words[0] == "cp" and len(words) == 3:
                     created.add(words[2])
                 if "-r" in words and "install" in words:
+                    seen.add("pip install -r")
                     requirements = words[words.index("-r") + 1]
                     assert (documented_project / requirements).is_file(), (name, command)
                 if words[0] in ("bash", "sh") and words[1] == "scripts/run_job.sh":
+                    seen.add("run_job.sh")
                     # bash scripts/run_job.sh 001 runs config/exp001.yaml
                     config = f"config/exp{words[2]}.yaml"
                     assert (documented_project / config).is_file() or config in created, (
                         f"{name}: `{command}` needs {config}"
                     )
                 if words[0] == "nox":
+                    seen.add("nox")
                     sessions = nox_sessions_in(" ".join(words))
                     assert sessions, f"{name}: `{command}` names no session"
                     nox_sessions(documented_project, sessions)
+        assert seen == {"pip install -r", "run_job.sh", "nox"}, f"{name} shows only {seen}"
 
 
 def test_post_gen_next_steps_are_commands_the_readme_shows(tmp_path):
