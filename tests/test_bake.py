@@ -44,10 +44,14 @@ DEFAULT_FILES = {
     *(f"{folder}/.gitkeep" for folder in KEPT_FOLDERS),
 }
 TRACKING_FILES = {"src/tracking.py", "tests/test_tracking.py"}
-CUSTOM_CONTAINER_FILES = {"docker/Dockerfile", "scripts/build_and_push.sh", "tests/test_container.py"}
+CUSTOM_CONTAINER_FILES = {
+    "docker/Dockerfile",
+    "scripts/build_and_push.sh",
+    "tests/test_container.py",
+}
 
 OPTION_COMBINATIONS = [
-    dict(zip(["experiment_tracking", "container", "use_spot_instances"], combination))
+    dict(zip(["experiment_tracking", "container", "use_spot_instances"], combination, strict=True))
     for combination in itertools.product(
         CHOICES["experiment_tracking"], CHOICES["container"], [False, True]
     )
@@ -144,7 +148,11 @@ def test_post_gen_creates_kept_folders_and_git_ignores_only_their_contents(bake,
 
 def test_shell_scripts_and_entry_points_are_executable(bake):
     project = bake(container="custom")
-    executables = [*project.rglob("*.sh"), *(project / "scripts").glob("*.py"), project / "src/train.py"]
+    executables = [
+        *project.rglob("*.sh"),
+        *(project / "scripts").glob("*.py"),
+        project / "src/train.py",
+    ]
     for path in executables:
         if path.name == "defaults.py":
             continue

@@ -61,7 +61,7 @@ def test_odd_text_in_every_free_field_renders_into_valid_files(text, tmp_path):
 
 def test_hooks_never_execute_a_value_that_looks_like_python(tmp_path):
     marker = tmp_path / "PWNED-by-hook"
-    payload = f"\"\"\"+__import__('pathlib').Path({str(marker)!r}).touch()+\"\"\""
+    payload = f'"""+__import__(\'pathlib\').Path({str(marker)!r}).touch()+"""'
     project = render_from_replay(tmp_path, project_name=payload, description=payload)
     assert not marker.exists()
     assert rendered_defaults(project) == payload

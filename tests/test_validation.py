@@ -3,9 +3,9 @@
 import sys
 
 import pytest
+from conftest import TEMPLATE_DIR, leftovers, render_from_replay, run_checked
 from cookiecutter.exceptions import FailedHookException
 from cookiecutter.main import cookiecutter
-from conftest import TEMPLATE_DIR, leftovers, render_from_replay, run_checked
 
 INVALID_INPUTS = [
     ("project_name", ""),
@@ -48,9 +48,7 @@ INVALID_INPUTS = [
 
 
 @pytest.mark.parametrize(("field", "value"), INVALID_INPUTS)
-def test_invalid_input_fails_names_the_field_and_leaves_no_directory(
-    field, value, tmp_path, capfd
-):
+def test_invalid_input_fails_names_the_field_and_leaves_no_directory(field, value, tmp_path, capfd):
     output_dir = tmp_path / "out"
     with pytest.raises(FailedHookException):
         cookiecutter(
