@@ -54,7 +54,13 @@ RULES = {
 
 
 def offered_choices():
-    """Choice variables as cookiecutter.json lists them (a replay file may hold anything)."""
+    """Choice variables as cookiecutter.json lists them (a replay file may hold anything).
+
+    cruft renders without telling hooks where the template is; its prompts already
+    restrict choices, so there is nothing more to check then.
+    """
+    if "_repo_dir" not in CONTEXT:
+        return {}
     spec = json.loads((Path(CONTEXT["_repo_dir"]) / "cookiecutter.json").read_text("utf-8"))
     return {key: value for key, value in spec.items() if isinstance(value, list)}
 
