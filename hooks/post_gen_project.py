@@ -16,6 +16,10 @@ KEPT_FOLDERS = ["dataset", "rawdata", "result/model", "result/output"]
 # Files that only make sense with an option turned on: option -> (value, files).
 OPTIONAL_FILES = {
     "experiment_tracking": ("mlflow", ["src/tracking.py", "tests/test_tracking.py"]),
+    "container": (
+        "custom",
+        ["docker/Dockerfile", "scripts/build_and_push.sh", "tests/test_container.py"],
+    ),
 }
 
 

@@ -33,13 +33,15 @@ step() {
     printf '==> %s\n' "$1" >&2
 }
 
-case "${1:-}" in
-    -h | --help)
-        printf '%s\n' "$USAGE"
-        exit 0
-        ;;
-    -*) die "unknown option $1 (see --help)" ;;
-esac
+for arg in "$@"; do
+    case "$arg" in
+        -h | --help)
+            printf '%s\n' "$USAGE"
+            exit 0
+            ;;
+        -*) die "unknown option $arg (see --help)" ;;
+    esac
+done
 [[ $# -le 1 ]] || die "expected at most one argument, the image tag (see --help)"
 TAG="${1:-latest}"
 [[ $TAG =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] ||

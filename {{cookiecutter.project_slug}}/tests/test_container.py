@@ -271,7 +271,7 @@ def test_bad_input_is_one_clear_line_and_no_command(build_and_push, args, env, m
 
 
 def test_help_lists_every_override(build_and_push):
-    result, calls = build_and_push("--help")
+    result, calls = build_and_push("v2", "--help")
 
     assert result.returncode == 0 and calls == []
     for name in ["AWS_ACCOUNT_ID", "AWS_REGION", "INSTANCE_TYPE", "PYTORCH_VERSION", "PYTHON"]:
