@@ -20,7 +20,13 @@ REQUIREMENTS = [
     PROJECT_TEMPLATE / "requirements.txt",
     PROJECT_TEMPLATE / "requirements-dev.txt",
 ]
-TRACKING_CHOICES = ["mlflow", "none"]
+# Smoke renders: the defaults, then every other choice of each option at least once.
+SMOKE_RENDERS = {
+    "defaults": [],
+    "no-tracking-custom-container": ["experiment_tracking=none", "container=custom"],
+}
+# The render whose requirements include every optional dependency.
+SUPERSET_RENDER = ["experiment_tracking=mlflow", "container=custom"]
 
 nox.options.sessions = ["lint", "tests", "smoke"]
 
@@ -54,9 +60,9 @@ def shared_env(session):
         session.run(sys.executable, "-m", "venv", "--clear", str(SHARED_VENV))
         pip = [venv_bin("python"), "-m", "pip", "install", "--disable-pip-version-check"]
         session.run(*pip, "-r", str(ROOT / "requirements-dev.txt"))
-        # The rendered requirements contain Jinja; render the superset (mlflow) to read them.
+        # The rendered requirements contain Jinja: render the superset to read them.
         with tempfile.TemporaryDirectory() as output_dir:
-            project = render(session, output_dir, "experiment_tracking=mlflow")
+            project = render(session, output_dir, *SUPERSET_RENDER)
             session.run(*pip, "-r", str(project / "requirements-dev.txt"))
         stamp.write_text(fingerprint)
     return {
@@ -88,10 +94,11 @@ def tests(session):
 
 @nox.session(python=False)
 def smoke(session):
-    """Render with each tracking choice, then run that project's own tests and smoke session."""
+    """Render the defaults and the other choices, then run each project's tests and smoke."""
     env = shared_env(session)
-    for tracking in session.posargs or TRACKING_CHOICES:
+    for name in session.posargs or SMOKE_RENDERS:
+        session.log(f"Smoke render: {name}")
         with tempfile.TemporaryDirectory() as output_dir:
-            project = render(session, output_dir, f"experiment_tracking={tracking}")
+            project = render(session, output_dir, *SMOKE_RENDERS[name])
             session.chdir(project)
             session.run(venv_bin("python"), "-m", "nox", "-s", "tests", "smoke", env=env)

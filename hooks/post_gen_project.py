@@ -41,7 +41,10 @@ def remove_unused_files(root):
     for option, (enabled_value, files) in OPTIONAL_FILES.items():
         if CONTEXT[option] != enabled_value:
             for name in files:
-                (root / name).unlink(missing_ok=True)
+                path = root / name
+                path.unlink(missing_ok=True)
+                if path.parent != root and not any(path.parent.iterdir()):
+                    path.parent.rmdir()
 
 
 def print_next_steps(root):

@@ -84,6 +84,11 @@ def test_tracking_none_removes_mlflow_files_code_and_dependencies(bake):
             assert "mlflow" not in text.lower(), name
 
 
+def test_prebuilt_container_leaves_no_docker_folder(bake):
+    project = bake(container="prebuilt")
+    assert not (project / "docker").exists()
+
+
 def test_custom_container_adds_exactly_the_docker_files(bake):
     project = bake(container="custom")
     assert project_files(project) == DEFAULT_FILES | CUSTOM_CONTAINER_FILES
