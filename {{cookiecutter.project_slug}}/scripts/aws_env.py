@@ -1,0 +1,93 @@
+"""Where things live on AWS, shared by upload_dataset.py and run_job.py.
+
+Defaults are the values this project was generated with (scripts/defaults.py); the AWS_REGION
+environment variable overrides the region, as it does for the AWS CLI.
+"""
+
+import os
+import re
+from pathlib import Path, PurePosixPath
+
+import defaults
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DATASET_DIR = PROJECT_ROOT / "dataset"
+DATASET_KEY = "dataset"  # s3://<bucket>/dataset[/<prefix>] holds the training channel
+
+
+def default_region():
+    return os.environ.get("AWS_REGION") or defaults.AWS_REGION
+
+
+def default_bucket(region):
+    """The bucket SageMaker itself uses by default: sagemaker-<region>-<account>."""
+    return f"sagemaker-{region}-{defaults.AWS_ACCOUNT_ID}"
+
+
+def dataset_uri(bucket, prefix=""):
+    key = "/".join(part for part in [DATASET_KEY, prefix.strip("/")] if part)
+    return f"s3://{bucket}/{key}"
+
+
+def split_s3_uri(uri):
+    """s3://bucket/key/prefix -> ("bucket", "key/prefix"); ValueError names the problem."""
+    match = re.fullmatch(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(.*))?", uri)
+    if not match:
+        raise ValueError(f"not an S3 URI: {uri!r} (expected s3://<bucket>/<prefix>)")
+    return match.group(1), (match.group(2) or "").strip("/")
+
+
+def boto_session(region):
+    import boto3  # here, so that --help and config checks stay fast
+
+    return boto3.Session(region_name=region)
+
+
+def describe_error(error):
+    """One line a user can act on, for the errors boto3 raises."""
+    from botocore.exceptions import (
+        ClientError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        NoRegionError,
+    )
+
+    if isinstance(error, NoCredentialsError):
+        return (
+            "no AWS credentials found: run `aws configure` or `aws sso login`, or set AWS_PROFILE"
+        )
+    if isinstance(error, NoRegionError):
+        return "no AWS region: pass --region or set AWS_REGION"
+    if isinstance(error, EndpointConnectionError):
+        return f"cannot reach AWS ({error}); check the network and the region"
+    if isinstance(error, ClientError):
+        details = error.response.get("Error", {})
+        operation = getattr(error, "operation_name", "AWS call")
+        return f"{operation} failed: {details.get('Code', '?')}: {details.get('Message', error)}"
+    return f"{type(error).__name__}: {error}"
+
+
+def download_prefix(s3_client, uri, destination):
+    """Copy every object under an S3 prefix into a folder, keeping relative paths.
+
+    Keys that would land outside the folder (absolute, or with ..) are refused.
+    """
+    bucket, prefix = split_s3_uri(uri)
+    destination = Path(destination)
+    destination.mkdir(parents=True, exist_ok=True)
+    listed = s3_client.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=f"{prefix}/" if prefix else ""
+    )
+    count = 0
+    for page in listed:
+        for item in page.get("Contents", []):
+            relative = PurePosixPath(item["Key"][len(prefix) :].lstrip("/"))
+            if not relative.parts or ".." in relative.parts or item["Key"].endswith("/"):
+                continue
+            target = destination.joinpath(*relative.parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            s3_client.download_file(bucket, item["Key"], str(target))
+            count += 1
+    if count == 0:
+        raise FileNotFoundError(f"nothing found under {uri}")
+    return count

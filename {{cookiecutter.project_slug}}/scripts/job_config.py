@@ -1,0 +1,134 @@
+"""Hyperparameter configs (config/*.yaml), checked against train.py's own options.
+
+The check runs before anything touches AWS and imports neither torch nor the SageMaker SDK, so a
+typo costs a second, not a failed job.
+"""
+
+import argparse
+import difflib
+import importlib.util
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from aws_env import PROJECT_ROOT
+from sagemaker.train.container_drivers.common.utils import (
+    hyperparameters_to_cli_args,
+    safe_serialize,
+)
+
+SOURCE_DIR = PROJECT_ROOT / "src"
+ENTRY_SCRIPT = "train.py"
+TRAIN_OPTIONS_FILE = SOURCE_DIR / "options.py"
+
+# SageMaker parses these from train.py's epoch line, charts them in the console and reports the
+# last values as final metrics:  epoch=3 train_loss=0.21 test_loss=0.18 test_accuracy=0.947
+NUMBER = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf)"
+METRIC_DEFINITIONS = [
+    {"Name": "epoch", "Regex": r"epoch=(\d+) "},
+    {"Name": "train:loss", "Regex": rf"train_loss={NUMBER}"},
+    {"Name": "test:loss", "Regex": rf"test_loss={NUMBER}"},
+    {"Name": "test:accuracy", "Regex": rf"test_accuracy={NUMBER}"},
+]
+
+# SageMaker job names: letters, digits and single hyphens, at most 63 characters. The SDK
+# appends "-YYYYmmddHHMMSS" (15 characters) to <experiment>-<config>.
+JOB_NAME_PART = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
+BASE_NAME_LIMIT = 63 - 15
+
+
+class ConfigError(Exception):
+    """A config that would fail the job; the message says what to change."""
+
+
+@dataclass
+class JobConfig:
+    path: Path
+    name: str  # the file's stem, as it appears in job names and tags
+    hyperparameters: dict
+
+
+def train_option_parser():
+    """train.py's parser, loaded from src/options.py by path (no torch, no src package)."""
+    spec = importlib.util.spec_from_file_location("train_options", TRAIN_OPTIONS_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build_parser()
+
+
+def config_name(path):
+    """exp001.yaml -> exp001; characters SageMaker names do not allow become hyphens."""
+    return re.sub(r"-+", "-", re.sub(r"[^a-zA-Z0-9]", "-", Path(path).stem)).strip("-")
+
+
+def base_job_name(experiment, config):
+    if not JOB_NAME_PART.fullmatch(experiment):
+        raise ConfigError(
+            f"experiment name {experiment!r}: use letters, digits and single hyphens (--exp-name)"
+        )
+    room = BASE_NAME_LIMIT - len(experiment) - 1
+    if room < 1:
+        raise ConfigError(
+            f"experiment name {experiment!r} is too long for job names: "
+            f"keep it under {BASE_NAME_LIMIT - 1} characters (--exp-name)"
+        )
+    return f"{experiment}-{config[:room].rstrip('-')}"
+
+
+def load_config(path, parser):
+    """Read a YAML config and check it as train.py would parse it inside the container."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(
+            f"config file not found: {path} (configs live in {PROJECT_ROOT / 'config'}, "
+            "e.g. config/exp001.yaml)"
+        )
+    try:
+        hyperparameters = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}".replace("\n", " ")) from None
+    if not isinstance(hyperparameters, dict):
+        raise ConfigError(
+            f"{path}: expected `key: value` lines, got {type(hyperparameters).__name__}"
+        )
+    check_hyperparameters(hyperparameters, parser, path)
+    name = config_name(path)
+    if not name:
+        raise ConfigError(f"{path}: name the file with letters or digits, e.g. exp002.yaml")
+    return JobConfig(path=path, name=name, hyperparameters=hyperparameters)
+
+
+def check_hyperparameters(hyperparameters, parser, source):
+    """Unknown keys, SageMaker-owned paths and values train.py would reject -> ConfigError."""
+    options = {
+        option[2:]: action
+        for action in parser._actions  # argparse keeps no public list of its options
+        for option in action.option_strings
+        if option.startswith("--") and action.dest != "help"
+    }
+    for key in hyperparameters:
+        if key not in options:
+            close = difflib.get_close_matches(str(key), options, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(
+                f"{source}: unknown key {key!r}; {hint}(keys are src/train.py's options "
+                f"without '--': {', '.join(sorted(options))})"
+            )
+        if options[key].type is Path:
+            raise ConfigError(
+                f"{source}: {key!r} is a path SageMaker sets through SM_* variables; "
+                "remove it from the config"
+            )
+
+    def fail(message):
+        raise ConfigError(f"{source}: {message}")
+
+    # The container turns the hyperparameters into exactly this argv; parse it as train.py will.
+    parser.error = fail
+    parser.exit_on_error = False
+    argv = hyperparameters_to_cli_args({k: safe_serialize(v) for k, v in hyperparameters.items()})
+    try:
+        parser.parse_args(argv)
+    except argparse.ArgumentError as error:
+        fail(str(error))

@@ -1,0 +1,192 @@
+"""The CreateTrainingJob request for one config, built with SageMaker SDK v3's ModelTrainer.
+
+A real launch, --dry-run and --local all build the request here: --dry-run prints it, --local
+runs it on this machine, a launch sends it. Offline builds (dry run, local) make no AWS call.
+"""
+
+import contextlib
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aws_env
+import defaults
+from job_config import ENTRY_SCRIPT, METRIC_DEFINITIONS, SOURCE_DIR
+
+TRAINING_CHANNEL = "training"  # train.py reads it from SM_CHANNEL_TRAINING
+# Left out of the source upload: caches and local clutter.
+IGNORE_PATTERNS = [".env", ".git", "__pycache__", "*.pyc", ".DS_Store", ".ipynb_checkpoints"]
+
+
+@dataclass
+class JobSpec:
+    """Everything about a job that is not a hyperparameter (run_job.py's options)."""
+
+    region: str
+    role_arn: str
+    image_uri: str
+    instance_type: str
+    instance_count: int
+    dataset_uri: str
+    experiment: str
+    input_mode: str = "File"
+    use_spot: bool = False
+    max_run: int = 3600
+    max_wait: int = 7200
+    keep_alive: int = 0
+    checkpoint_uri: str | None = None
+    environment: dict = field(default_factory=dict)
+
+
+def role_arn(role):
+    """A role name becomes an ARN in the rendered account; an ARN is kept as it is."""
+    if role.startswith("arn:"):
+        return role
+    return f"arn:aws:iam::{defaults.AWS_ACCOUNT_ID}:role/{role}"
+
+
+def default_image_uri(region, instance_type):
+    """The SageMaker PyTorch training image, or this project's own image on ECR."""
+    if defaults.CONTAINER == "custom":
+        registry = f"{defaults.AWS_ACCOUNT_ID}.dkr.ecr.{region}.amazonaws.com"
+        return f"{registry}/{defaults.PROJECT_SLUG}:latest"
+    from sagemaker.core import image_uris
+
+    return image_uris.retrieve(
+        "pytorch",
+        region=region,
+        version=defaults.PYTORCH_VERSION,
+        instance_type=instance_type,
+        image_scope="training",
+    )
+
+
+def online_session(region, bucket):
+    from sagemaker.core.helper.session_helper import Session
+
+    return Session(boto_session=aws_env.boto_session(region), default_bucket=bucket)
+
+
+class RefusedAWSCall(RuntimeError):
+    pass
+
+
+@contextlib.contextmanager
+def offline_session(region, bucket):
+    """A SageMaker session that never reaches AWS, for --dry-run and --local.
+
+    Uploads are copied into a temporary folder instead (`session.staged`: S3 URI -> folder), and
+    any API call the SDK would make is refused before it leaves this machine.
+    """
+    import boto3
+    from sagemaker.core.helper.session_helper import Session
+
+    def refuse(event_name, **_):
+        raise RefusedAWSCall(f"offline build tried an AWS call: {event_name}")
+
+    class OfflineSession(Session):
+        def default_bucket(self):
+            return bucket
+
+        def upload_data(self, path, bucket, key_prefix="data", **_):
+            uri = f"s3://{bucket}/{key_prefix}"
+            target = Path(staging, bucket, key_prefix)
+            shutil.copytree(path, target, dirs_exist_ok=True)
+            self.staged[uri] = target
+            return uri
+
+    boto = boto3.Session(region_name=region)
+    boto.events.register("before-call", refuse)
+    with tempfile.TemporaryDirectory(prefix="sm-staging-") as staging:
+        session = OfflineSession(boto_session=boto, default_bucket=bucket)
+        session.staged = {}
+        previous = os.environ.get("SAGEMAKER_VALIDATE_ROLE")
+        os.environ["SAGEMAKER_VALIDATE_ROLE"] = "false"  # validating the role needs IAM calls
+        try:
+            yield session
+        finally:
+            if previous is None:
+                os.environ.pop("SAGEMAKER_VALIDATE_ROLE")
+            else:
+                os.environ["SAGEMAKER_VALIDATE_ROLE"] = previous
+
+
+def build_request(spec, config, base_job_name, session):
+    """The CreateTrainingJob request (boto3's shape) for one config."""
+    from sagemaker.core.training.configs import (
+        Channel,
+        CheckpointConfig,
+        Compute,
+        DataSource,
+        MetricDefinition,
+        S3DataSource,
+        SourceCode,
+        StoppingCondition,
+        Tag,
+    )
+
+    with warnings.catch_warnings():  # the SDK imports its own deprecated module aliases
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from sagemaker.train import ModelTrainer
+
+    trainer = ModelTrainer(
+        sagemaker_session=session,
+        role=spec.role_arn,
+        base_job_name=base_job_name,
+        training_image=spec.image_uri,
+        source_code=SourceCode(
+            source_dir=str(SOURCE_DIR),
+            entry_script=ENTRY_SCRIPT,
+            requirements="requirements.txt",
+            ignore_patterns=IGNORE_PATTERNS,
+        ),
+        compute=Compute(
+            instance_type=spec.instance_type,
+            instance_count=spec.instance_count,
+            enable_managed_spot_training=spec.use_spot or None,
+            # A warm pool keeps the instance for the next job; SageMaker refuses it with spot.
+            keep_alive_period_in_seconds=spec.keep_alive or None,
+        ),
+        stopping_condition=StoppingCondition(
+            max_runtime_in_seconds=spec.max_run,
+            max_wait_time_in_seconds=spec.max_wait if spec.use_spot else None,
+        ),
+        # With spot, SageMaker syncs /opt/ml/checkpoints to S3 and back after a reclaim, and
+        # train.py resumes from it. No URI: the SDK picks s3://<bucket>/<base name>/<job>/.
+        checkpoint_config=CheckpointConfig(s3_uri=spec.checkpoint_uri) if spec.use_spot else None,
+        hyperparameters=config.hyperparameters,
+        environment=spec.environment,
+        tags=[
+            Tag(key="project", value=defaults.PROJECT_SLUG),
+            Tag(key="experiment", value=spec.experiment),
+            Tag(key="config", value=config.name),
+        ],
+        training_input_mode=spec.input_mode,
+    )
+    trainer.with_metric_definitions(
+        [
+            MetricDefinition(name=metric["Name"], regex=metric["Regex"])
+            for metric in METRIC_DEFINITIONS
+        ]
+    )
+    # The SDK sets File on every channel it builds from a URI; ours carries the chosen mode.
+    training = Channel(
+        channel_name=TRAINING_CHANNEL,
+        data_source=DataSource(
+            s3_data_source=S3DataSource(
+                s3_data_type="S3Prefix",
+                s3_uri=spec.dataset_uri,
+                s3_data_distribution_type="FullyReplicated",
+            )
+        ),
+        input_mode=spec.input_mode,
+    )
+    # The SDK's own request builder (its AWS Batch support uses it the same way); train() would
+    # send the same request but also wait and stream logs its own way.
+    request = trainer._create_training_job_args(input_data_config=[training], boto3=True)
+    if "MLFLOW_TRACKING_URI" in request.get("Environment", {}):
+        request["Environment"]["MLFLOW_RUN_NAME"] = request["TrainingJobName"]
+    return request

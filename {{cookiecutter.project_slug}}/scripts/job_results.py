@@ -1,0 +1,233 @@
+"""A job's results on this machine: result/model/<timestamp>/ with
+
+    model/      model.tar.gz extracted (model.pt)
+    output/     output.tar.gz extracted (metrics.csv, plots)
+    logs.txt    every log line of every host, with timestamps
+    exp.json    job name, status, failure reason, image, instance, hyperparameters, S3 URIs,
+                billable seconds, final metrics
+
+The same for SageMaker jobs (fetched from S3 and CloudWatch Logs) and --local runs.
+"""
+
+import json
+import re
+import tarfile
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import aws_env
+
+LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+TERMINAL_STATUSES = {"Completed", "Failed", "Stopped"}
+RESULTS_DIR = aws_env.PROJECT_ROOT / "result" / "model"
+
+
+def job_timestamp(job_name):
+    """mnist-exp001-20250102030405 -> 20250102030405 (now, for names without one)."""
+    match = re.search(r"-(\d{14})$", job_name)
+    return match.group(1) if match else datetime.now().strftime("%Y%m%d%H%M%S")
+
+
+def results_folder(out_dir, job_name, name=None):
+    """The folder of a job: reuse the one whose exp.json names it, else a new <name>."""
+    out_dir = Path(out_dir)
+    for exp_file in sorted(out_dir.glob("*/exp.json")):
+        try:
+            if json.loads(exp_file.read_text()).get("job_name") == job_name:
+                return exp_file.parent
+        except (OSError, ValueError):
+            continue
+    name = name or job_timestamp(job_name)
+    folder, number = out_dir / name, 1
+    while folder.exists():
+        number += 1
+        folder = out_dir / f"{name}-{number}"
+    return folder
+
+
+def extract_archive(archive, target):
+    """Extract with tarfile's data filter, member by member; returns the members refused.
+
+    Nothing lands outside target: no absolute or ../ paths, no links pointing out of it.
+    """
+    if not hasattr(tarfile, "data_filter"):
+        return [f"{Path(archive).name}: this Python lacks tarfile's data filter; use 3.10.12+"]
+    target.mkdir(parents=True, exist_ok=True)
+    refused = []
+    try:
+        with tarfile.open(archive) as tar:
+            for member in tar:
+                try:
+                    tar.extract(member, target, filter="data")
+                except tarfile.FilterError as error:
+                    refused.append(f"refused {member.name!r} in {Path(archive).name}: {error}")
+    except tarfile.TarError as error:
+        refused.append(f"cannot read {Path(archive).name}: {error}")
+    return refused
+
+
+def final_metrics(lines, metric_definitions):
+    """Last value of each metric in the log, as SageMaker reports FinalMetricDataList."""
+    values = {}
+    for line in lines:
+        for metric in metric_definitions:
+            match = re.search(metric["Regex"], line)
+            if match:
+                values[metric["Name"]] = float(match.group(1))
+    return values
+
+
+class JobLogs:
+    """A job's CloudWatch log streams (one per host): every page, in order, with timestamps.
+
+    read_new() returns the lines that arrived since its last call, so the same reader serves
+    printing while waiting and the complete logs.txt at the end.
+    """
+
+    def __init__(self, logs, job_name, page_size=None):
+        self.logs, self.job_name, self.page_size = logs, job_name, page_size
+        self.tokens = {}  # stream -> forward token after its last line read
+
+    def streams(self):
+        from botocore.exceptions import ClientError
+
+        names = []
+        try:
+            for page in self.logs.get_paginator("describe_log_streams").paginate(
+                logGroupName=LOG_GROUP, logStreamNamePrefix=f"{self.job_name}/"
+            ):
+                names += [stream["logStreamName"] for stream in page.get("logStreams", [])]
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ResourceNotFoundException":
+                raise
+        return sorted(names)
+
+    def read_new(self):
+        """[(host, epoch ms, message)] not returned before, oldest first."""
+        events = []
+        for stream in self.streams():
+            host = stream.split("/", 1)[1]
+            arguments = {"logGroupName": LOG_GROUP, "logStreamName": stream, "startFromHead": True}
+            if self.page_size:
+                arguments["limit"] = self.page_size
+            token = self.tokens.get(stream)
+            while True:
+                page = self.logs.get_log_events(
+                    **arguments, **({"nextToken": token} if token else {})
+                )
+                events += [(host, event["timestamp"], event["message"]) for event in page["events"]]
+                # Pages may be empty midway; the end is when the token it was given comes back.
+                if page.get("nextForwardToken") in (None, token):
+                    break
+                token = page["nextForwardToken"]
+            self.tokens[stream] = token
+        return sorted(events, key=lambda event: event[1])
+
+
+def format_log(events):
+    lines = []
+    for host, milliseconds, message in events:
+        stamp = datetime.fromtimestamp(milliseconds / 1000, timezone.utc)
+        lines.append(f"{stamp.isoformat(timespec='milliseconds')} [{host}] {message.rstrip()}")
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def iso(value):
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).isoformat()
+    return value
+
+
+def summarize(description, tags, mode):
+    """exp.json's content, from a DescribeTrainingJob response (or --local's equivalent)."""
+    channels = {c["ChannelName"]: c for c in description.get("InputDataConfig", [])}
+    training = channels.get("training", {})
+    output_path = description.get("OutputDataConfig", {}).get("S3OutputPath", "").rstrip("/")
+    job_name = description["TrainingJobName"]
+    resources = description.get("ResourceConfig", {})
+    return {
+        "job_name": job_name,
+        "mode": mode,
+        "status": description["TrainingJobStatus"],
+        "secondary_status": description.get("SecondaryStatus"),
+        "failure_reason": description.get("FailureReason"),
+        "experiment": tags.get("experiment"),
+        "config": tags.get("config"),
+        "image": description.get("AlgorithmSpecification", {}).get("TrainingImage"),
+        "instance_type": resources.get("InstanceType"),
+        "instance_count": resources.get("InstanceCount"),
+        "spot": bool(description.get("EnableManagedSpotTraining")),
+        "keep_alive_seconds": resources.get("KeepAlivePeriodInSeconds"),
+        "input_mode": training.get("InputMode"),
+        "hyperparameters": description.get("HyperParameters", {}),
+        "dataset_uri": training.get("DataSource", {}).get("S3DataSource", {}).get("S3Uri"),
+        "code_uri": channels.get("code", {})
+        .get("DataSource", {})
+        .get("S3DataSource", {})
+        .get("S3Uri"),
+        "model_uri": description.get("ModelArtifacts", {}).get("S3ModelArtifacts")
+        or f"{output_path}/{job_name}/output/model.tar.gz",
+        "output_uri": f"{output_path}/{job_name}/output/output.tar.gz",
+        "checkpoint_uri": description.get("CheckpointConfig", {}).get("S3Uri"),
+        "created": iso(description.get("CreationTime")),
+        "started": iso(description.get("TrainingStartTime")),
+        "ended": iso(description.get("TrainingEndTime")),
+        "training_seconds": description.get("TrainingTimeInSeconds"),
+        "billable_seconds": description.get("BillableTimeInSeconds"),
+        "final_metrics": {
+            metric["MetricName"]: metric["Value"]
+            for metric in description.get("FinalMetricDataList", [])
+        },
+    }
+
+
+def save_results(folder, summary, archives, log_events):
+    """Extract the archives and write logs.txt and exp.json; returns the problems met."""
+    folder.mkdir(parents=True, exist_ok=True)
+    problems = []
+    for name, archive in archives.items():
+        if archive is None:
+            if summary["status"] == "Completed":
+                problems.append(f"{name}.tar.gz was not found")
+            continue
+        problems += extract_archive(archive, folder / name)
+    log_text = format_log(log_events)
+    if not log_text:
+        log_text = f"(no log lines yet for {summary['job_name']}: status {summary['status']})\n"
+    (folder / "logs.txt").write_text(log_text, encoding="utf-8")
+    summary = {**summary, "results_dir": str(folder), "problems": problems}
+    (folder / "exp.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return problems
+
+
+def download_if_present(s3, uri, target):
+    from botocore.exceptions import ClientError
+
+    bucket, key = aws_env.split_s3_uri(uri)
+    try:
+        s3.download_file(bucket, key, str(target))
+    except ClientError as error:
+        if error.response["Error"]["Code"] in {"404", "NoSuchKey", "NotFound"}:
+            return None
+        raise
+    return target
+
+
+def fetch_job(session, job_name, folder):
+    """Download a SageMaker job's artifacts and logs into folder; returns (summary, problems)."""
+    sagemaker = session.client("sagemaker")
+    description = sagemaker.describe_training_job(TrainingJobName=job_name)
+    tags = sagemaker.list_tags(ResourceArn=description["TrainingJobArn"]).get("Tags", [])
+    summary = summarize(description, {tag["Key"]: tag["Value"] for tag in tags}, "sagemaker")
+    s3 = session.client("s3")
+    with tempfile.TemporaryDirectory(prefix="sm-fetch-") as scratch:
+        archives = {
+            "model": download_if_present(s3, summary["model_uri"], Path(scratch, "model.tar.gz")),
+            "output": download_if_present(
+                s3, summary["output_uri"], Path(scratch, "output.tar.gz")
+            ),
+        }
+        log_events = JobLogs(session.client("logs"), job_name).read_new()
+        problems = save_results(folder, summary, archives, log_events)
+    return summary, problems

@@ -1,0 +1,267 @@
+"""Run a CreateTrainingJob request on this machine, as the SageMaker container would run it.
+
+No Docker: the request's entry script runs with this Python, under the contract SDK v3's
+container drivers (sagemaker/train/container_drivers/) give it inside the image:
+
+- an /opt/ml tree (here in a temp folder): input/config/*.json, input/data/<channel>/,
+  model/, output/data/, output/failure, checkpoints/;
+- the SM_* variables of scripts/environment.py, TRAINING_JOB_NAME and the request's Environment;
+- argv as distributed_drivers/basic_script_driver.py builds it from the hyperparameters,
+  run in input/data/code/;
+- model/ and output/data/ packed as model.tar.gz and output.tar.gz at the end, whatever the outcome.
+
+tests/test_local_job.py checks this against the SDK's driver functions.
+"""
+
+import json
+import multiprocessing
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sagemaker.train.container_drivers.common.utils import (
+    hyperparameters_to_cli_args,
+    safe_deserialize,
+    safe_serialize,
+)
+
+HOST = "algo-1"
+MASTER_PORT = 7777
+DRIVERS_CHANNEL = "sm_drivers"  # the SDK's own channel: sourcecode.json, distributed.json
+
+
+@dataclass
+class ContainerRun:
+    """What a finished container leaves behind."""
+
+    status: str  # Completed, Failed or Stopped (Ctrl-C)
+    exit_code: int
+    failure_reason: str | None
+    start: float  # epoch seconds
+    end: float
+    log_events: list = field(default_factory=list)  # (epoch milliseconds, line)
+    model_tar: Path | None = None
+    output_tar: Path | None = None
+
+
+def resource_config(instance_type):
+    """resourceconfig.json as SageMaker writes it for a single host."""
+    return {
+        "current_host": HOST,
+        "current_instance_type": instance_type,
+        "current_group_name": "homogeneousCluster",
+        "hosts": [HOST],
+        "instance_groups": [
+            {
+                "instance_group_name": "homogeneousCluster",
+                "instance_type": instance_type,
+                "hosts": [HOST],
+            }
+        ],
+        "network_interface_name": "eth0",
+    }
+
+
+def input_data_config(request):
+    """inputdataconfig.json: one entry per channel of the request."""
+    return {
+        channel["ChannelName"]: {
+            "TrainingInputMode": channel.get("InputMode", "File"),
+            "S3DistributionType": "FullyReplicated",
+            "RecordWrapperType": "None",
+        }
+        for channel in request["InputDataConfig"]
+    }
+
+
+def read_json(path):
+    try:
+        return json.loads(Path(path).read_text()) or {}
+    except FileNotFoundError:
+        return {}
+
+
+def count_gpus():
+    """As the container counts them: lines of `nvidia-smi --list-gpus`."""
+    try:
+        listing = subprocess.check_output(["nvidia-smi", "--list-gpus"], text=True)
+    except (OSError, subprocess.CalledProcessError):
+        return 0
+    return sum(1 for line in listing.splitlines() if line.startswith("GPU "))
+
+
+def container_environment(opt_ml, job_name, resources, channels, hyperparameters):
+    """The SM_* variables scripts/environment.py's set_env() exports, rooted at opt_ml."""
+    opt_ml = Path(opt_ml)
+    data = opt_ml / "input" / "data"
+    env = {
+        "SM_MODEL_DIR": opt_ml / "model",
+        "SM_INPUT_DIR": opt_ml / "input",
+        "SM_INPUT_DATA_DIR": data,
+        "SM_INPUT_CONFIG_DIR": opt_ml / "input" / "config",
+        "SM_OUTPUT_DIR": opt_ml / "output",
+        "SM_OUTPUT_FAILURE": opt_ml / "output" / "failure",
+        "SM_OUTPUT_DATA_DIR": opt_ml / "output" / "data",
+        "SM_LOG_LEVEL": os.environ.get("SM_LOG_LEVEL", 20),
+        "SM_MASTER_ADDR": HOST,
+        "SM_MASTER_PORT": MASTER_PORT,
+    }
+    env = {key: str(value) if isinstance(value, Path) else value for key, value in env.items()}
+    source_code = read_json(data / DRIVERS_CHANNEL / "sourcecode.json")
+    if source_code:
+        env["SM_SOURCE_DIR"] = str(data / "code")
+        env["SM_ENTRY_SCRIPT"] = source_code.get("entry_script", "")
+    distributed = read_json(data / DRIVERS_CHANNEL / "distributed.json")
+    if distributed:
+        env["SM_DISTRIBUTED_DRIVER_DIR"] = str(data / DRIVERS_CHANNEL / "distributed_drivers")
+        env["SM_DISTRIBUTED_CONFIG"] = distributed
+    for channel in channels:
+        env[f"SM_CHANNEL_{channel.upper()}"] = str(data / channel)
+    env["SM_CHANNELS"] = list(channels)
+    hps = {key: safe_deserialize(value) for key, value in hyperparameters.items()}
+    for key, value in hps.items():
+        env[f"SM_HP_{key.replace('-', '_').upper()}"] = value
+    env["SM_HPS"] = hps
+    hosts = sorted(resources["hosts"])
+    env.update(
+        SM_CURRENT_HOST=resources["current_host"],
+        SM_CURRENT_INSTANCE_TYPE=resources["current_instance_type"],
+        SM_HOSTS=hosts,
+        SM_NETWORK_INTERFACE_NAME=resources["network_interface_name"],
+        SM_HOST_COUNT=len(hosts),
+        SM_CURRENT_HOST_RANK=hosts.index(resources["current_host"]),
+        SM_NUM_CPUS=multiprocessing.cpu_count(),
+        SM_NUM_GPUS=count_gpus(),
+        SM_NUM_NEURONS=0,  # Trainium/Inferentia only
+        SM_RESOURCE_CONFIG=resources,
+        SM_INPUT_DATA_CONFIG=channels,
+    )
+    env["SM_TRAINING_ENV"] = {
+        "channel_input_dirs": {name: env[f"SM_CHANNEL_{name.upper()}"] for name in channels},
+        "current_host": env["SM_CURRENT_HOST"],
+        "current_instance_type": env["SM_CURRENT_INSTANCE_TYPE"],
+        "hosts": hosts,
+        "master_addr": HOST,
+        "master_port": MASTER_PORT,
+        "hyperparameters": hps,
+        "input_data_config": channels,
+        "input_config_dir": env["SM_INPUT_CONFIG_DIR"],
+        "input_data_dir": env["SM_INPUT_DATA_DIR"],
+        "input_dir": env["SM_INPUT_DIR"],
+        "job_name": job_name,
+        "log_level": env["SM_LOG_LEVEL"],
+        "model_dir": env["SM_MODEL_DIR"],
+        "network_interface_name": env["SM_NETWORK_INTERFACE_NAME"],
+        "num_cpus": env["SM_NUM_CPUS"],
+        "num_gpus": env["SM_NUM_GPUS"],
+        "num_neurons": env["SM_NUM_NEURONS"],
+        "output_data_dir": env["SM_OUTPUT_DATA_DIR"],
+        "resource_config": resources,
+    }
+    return {key: safe_serialize(value) for key, value in env.items()}
+
+
+def entry_command(environment):
+    """basic_script_driver.py's command line, from SM_ENTRY_SCRIPT and SM_HPS."""
+    entry_script = environment["SM_ENTRY_SCRIPT"]
+    if not entry_script.endswith(".py"):
+        raise ValueError(f"--local runs Python entry scripts only, not {entry_script}")
+    arguments = hyperparameters_to_cli_args(json.loads(environment["SM_HPS"]))
+    return [sys.executable, entry_script, *arguments]
+
+
+def prepare_tree(opt_ml, request, channel_dirs):
+    """The /opt/ml layout: config files, a copy of every channel, empty output folders."""
+    config_dir = opt_ml / "input" / "config"
+    config_dir.mkdir(parents=True)
+    resources = resource_config(request["ResourceConfig"]["InstanceType"])
+    channels = input_data_config(request)
+    hyperparameters = request.get("HyperParameters", {})
+    for name, content in [
+        ("resourceconfig.json", resources),
+        ("inputdataconfig.json", channels),
+        ("hyperparameters.json", hyperparameters),
+    ]:
+        (config_dir / name).write_text(json.dumps(content))
+    for name in channels:
+        shutil.copytree(channel_dirs[name], opt_ml / "input" / "data" / name)
+    for folder in ["model", "output/data", "checkpoints"]:
+        (opt_ml / folder).mkdir(parents=True, exist_ok=True)
+    return resources, channels, hyperparameters
+
+
+def pack(folder, archive):
+    """Tar the folder's content (not the folder itself), as SageMaker does for model.tar.gz."""
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in sorted(folder.iterdir()):
+            tar.add(path, arcname=path.name)
+    return archive
+
+
+def run_container(request, channel_dirs, workdir, echo=print):
+    """Run the request's entry script in a fresh /opt/ml tree under workdir.
+
+    channel_dirs maps each channel of the request to a local folder holding its content.
+    """
+    workdir = Path(workdir)
+    opt_ml = workdir / "opt" / "ml"
+    job_name = request["TrainingJobName"]
+    resources, channels, hyperparameters = prepare_tree(opt_ml, request, channel_dirs)
+    sm_environment = container_environment(opt_ml, job_name, resources, channels, hyperparameters)
+    command = entry_command(sm_environment)
+    environment = {
+        **os.environ,
+        **request.get("Environment", {}),
+        "TRAINING_JOB_NAME": job_name,
+        **sm_environment,
+    }
+    log_events = []
+
+    def log(line):
+        log_events.append((int(time.time() * 1000), line))
+        echo(line)
+
+    start = time.time()
+    log(f"Executing command: {' '.join(command)}")
+    process = subprocess.Popen(
+        command,
+        cwd=opt_ml / "input" / "data" / "code",
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+    )
+    status = "Completed"
+    try:
+        for line in process.stdout:
+            log(line.rstrip("\n"))
+        exit_code = process.wait()
+    except KeyboardInterrupt:  # the child got the same Ctrl-C; collect what it left
+        exit_code = process.wait()
+        status = "Stopped"
+    failure_reason = None
+    if exit_code != 0 and status == "Completed":
+        status = "Failed"
+        last_lines = [text for _, text in log_events[-3:] if text.strip()]
+        failure_reason = (
+            f"AlgorithmError: {command[1]} exited with code {exit_code}: " + " | ".join(last_lines)
+        )[:1024]
+        (opt_ml / "output" / "failure").write_text(failure_reason)
+    artifacts = workdir / "artifacts"
+    artifacts.mkdir()
+    return ContainerRun(
+        status=status,
+        exit_code=exit_code,
+        failure_reason=failure_reason,
+        start=start,
+        end=time.time(),
+        log_events=log_events,
+        model_tar=pack(opt_ml / "model", artifacts / "model.tar.gz"),
+        output_tar=pack(opt_ml / "output" / "data", artifacts / "output.tar.gz"),
+    )

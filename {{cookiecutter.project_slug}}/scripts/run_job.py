@@ -1,0 +1,487 @@
+"""Launch SageMaker training jobs from config files, wait, and fetch model, outputs and logs.
+
+    python scripts/run_job.py --config config/exp001.yaml          # launch, wait, fetch
+    python scripts/run_job.py --config config/exp001.yaml config/exp002.yaml   # in parallel
+    python scripts/run_job.py --dry-run      # print the CreateTrainingJob request; no AWS call
+    python scripts/run_job.py --local        # run that request on this machine (no Docker)
+    python scripts/run_job.py --fetch JOB    # wait for an existing job and fetch its results
+
+Results land in result/model/<timestamp>/ (one folder per job: model/, output/, logs.txt,
+exp.json) whatever the outcome; the exit code is 0 only when every job completed.
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import aws_env
+import defaults
+import job_config
+import job_results
+from job_config import ConfigError
+
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def seconds(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def input_mode(text):
+    if text.lower() == "pipe":
+        raise argparse.ArgumentTypeError(
+            "Pipe streams records through a FIFO, but train.py reads MNIST files with "
+            "torchvision; use File (copy before start) or FastFile (stream from S3 on read)"
+        )
+    modes = {"file": "File", "fastfile": "FastFile"}
+    if text.lower() not in modes:
+        raise argparse.ArgumentTypeError(f"choose File or FastFile, not {text!r}")
+    return modes[text.lower()]
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        epilog=__doc__.split("\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--config",
+        nargs="+",
+        type=Path,
+        default=[aws_env.PROJECT_ROOT / "config" / "exp001.yaml"],
+        help="hyperparameter YAML file(s); several launch one job each (default: exp001.yaml)",
+    )
+    parser.add_argument(
+        "--dataset-uri",
+        help="training data: s3://... (default: s3://sagemaker-<region>-<account>/dataset, where "
+        "upload_dataset.py puts it); with --local also a folder (default: dataset/)",
+    )
+    parser.add_argument(
+        "--exp-name",
+        default=defaults.EXPERIMENT_NAME,
+        help="experiment: prefixes job names <exp>-<config>-<timestamp> (default: %(default)s)",
+    )
+    parser.add_argument("--instance-type", default=defaults.INSTANCE_TYPE, help="%(default)s")
+    parser.add_argument(
+        "--instance-count",
+        type=positive_int,
+        default=1,
+        help="hosts; each runs train.py (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--region", default=aws_env.default_region(), help="default: $AWS_REGION or %(default)s"
+    )
+    parser.add_argument(
+        "--role",
+        default=os.environ.get("SAGEMAKER_ROLE_ARN") or defaults.SAGEMAKER_ROLE,
+        help=f"execution role name (in account {defaults.AWS_ACCOUNT_ID}) or ARN "
+        "(default: $SAGEMAKER_ROLE_ARN or %(default)s)",
+    )
+    custom = ", or this project's ECR image" if defaults.CONTAINER == "custom" else ""
+    parser.add_argument(
+        "--image-uri",
+        help=f"training image (default: the SageMaker PyTorch {defaults.PYTORCH_VERSION} image "
+        f"for the instance type{custom})",
+    )
+    parser.add_argument(
+        "--input-mode",
+        type=input_mode,
+        default="File",
+        help="File: copy the dataset before training; FastFile: stream it (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--use-spot",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.USE_SPOT_INSTANCES,
+        help="managed spot: cheaper, may be interrupted; checkpoints let it resume "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-run", type=positive_int, default=3600, help="seconds of training at most (3600)"
+    )
+    parser.add_argument(
+        "--max-wait",
+        type=positive_int,
+        help="spot: seconds of waiting plus training at most (default: twice --max-run)",
+    )
+    parser.add_argument(
+        "--checkpoint-uri",
+        help="spot: S3 prefix for /opt/ml/checkpoints (default: one per job, under the experiment)",
+    )
+    parser.add_argument(
+        "--keep-alive",
+        type=seconds,
+        default=0,
+        help="not spot: keep the instance warm this many seconds for the next job, which then "
+        "starts in seconds (billed while warm; needs a warm pool quota; default: 0 = off)",
+    )
+    if defaults.EXPERIMENT_TRACKING == "mlflow":
+        parser.add_argument(
+            "--mlflow-tracking-arn",
+            default=os.environ.get("MLFLOW_TRACKING_ARN"),
+            help="SageMaker managed MLflow tracking server ARN; the job logs to it "
+            "(default: $MLFLOW_TRACKING_ARN; none: the job does not track)",
+        )
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=job_results.RESULTS_DIR,
+        help="where result folders go (default: result/model/)",
+    )
+    parser.add_argument(
+        "--poll-seconds", type=float, default=30, help="status check interval (default: 30)"
+    )
+    parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="return after submitting; fetch later with --fetch JOB_NAME",
+    )
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument(
+        "--dry-run", action="store_true", help="print the request as JSON; no AWS call"
+    )
+    modes.add_argument(
+        "--local",
+        action="store_true",
+        help="run the job here, under the container's contract (argv, SM_* variables, /opt/ml)",
+    )
+    modes.add_argument(
+        "--fetch",
+        nargs="+",
+        metavar="JOB_NAME",
+        help="an existing job: wait for it (unless --no-wait), then fetch its results",
+    )
+    return parser
+
+
+def parse_args(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.max_wait = args.max_wait or 2 * args.max_run
+    if args.use_spot and args.keep_alive:
+        parser.error("--keep-alive (warm pools) does not work with --use-spot; drop one")
+    if args.use_spot and args.max_wait < args.max_run:
+        parser.error("--max-wait must be at least --max-run")
+    if args.local and args.instance_count > 1:
+        parser.error("--local runs one host; use --instance-count 1")
+    if args.no_wait and (args.local or args.dry_run):
+        parser.error("--no-wait is for SageMaker jobs, not --local or --dry-run")
+    arn = getattr(args, "mlflow_tracking_arn", None)
+    if arn and not arn.startswith("arn:aws"):
+        parser.error(f"--mlflow-tracking-arn: expected arn:aws:sagemaker:..., got {arn!r}")
+    if args.dataset_uri is None:
+        bucket = aws_env.default_bucket(args.region)
+        args.dataset_uri = str(aws_env.DATASET_DIR) if args.local else aws_env.dataset_uri(bucket)
+    if args.local and not args.dataset_uri.startswith("s3://"):
+        args.dataset_uri = str(Path(args.dataset_uri).resolve())
+    else:
+        try:
+            aws_env.split_s3_uri(args.dataset_uri)
+        except ValueError as error:
+            parser.error(f"--dataset-uri: {error}; upload with scripts/upload_dataset.py")
+    return args
+
+
+def load_configs(args):
+    """Every config checked against train.py's options, with its job base name."""
+    configs = [
+        job_config.load_config(path, job_config.train_option_parser()) for path in args.config
+    ]
+    if not (job_config.SOURCE_DIR / job_config.ENTRY_SCRIPT).is_file():
+        raise ConfigError(f"{job_config.SOURCE_DIR / job_config.ENTRY_SCRIPT} is missing")
+    names = [config.name for config in configs]
+    if len(set(names)) < len(names):
+        raise ConfigError(f"two configs with the same name in {names}; rename one")
+    if args.local and not Path(args.dataset_uri).is_dir() and "://" not in args.dataset_uri:
+        raise ConfigError(
+            f"no dataset at {args.dataset_uri}: run `python scripts/prepare_dataset.py synthetic`"
+        )
+    return [(config, job_config.base_job_name(args.exp_name, config.name)) for config in configs]
+
+
+def job_spec(args):
+    from job_request import JobSpec, default_image_uri, role_arn
+
+    # Unbuffered, train.py's lines reach the logs as they are printed, not at exit.
+    environment = {"PYTHONUNBUFFERED": "1"}
+    arn = getattr(args, "mlflow_tracking_arn", None)
+    if arn:
+        environment.update(MLFLOW_TRACKING_URI=arn, MLFLOW_EXPERIMENT_NAME=args.exp_name)
+    try:
+        image_uri = args.image_uri or default_image_uri(args.region, args.instance_type)
+    except ValueError as error:
+        raise ConfigError(f"no training image: {error}; pass --image-uri") from None
+    return JobSpec(
+        region=args.region,
+        role_arn=role_arn(args.role),
+        image_uri=image_uri,
+        instance_type=args.instance_type,
+        instance_count=args.instance_count,
+        dataset_uri=args.dataset_uri,
+        experiment=args.exp_name,
+        input_mode=args.input_mode,
+        use_spot=args.use_spot,
+        max_run=args.max_run,
+        max_wait=args.max_wait,
+        keep_alive=args.keep_alive,
+        checkpoint_uri=args.checkpoint_uri,
+        environment=environment,
+    )
+
+
+def dry_run(args, configs):
+    from job_request import build_request, offline_session
+
+    spec = job_spec(args)
+    requests = []
+    with offline_session(args.region, aws_env.default_bucket(args.region)) as session:
+        for config, base_name in configs:
+            requests.append(build_request(spec, config, base_name, session))
+    print(json.dumps(requests[0] if len(requests) == 1 else requests, indent=2, default=str))
+    return 0
+
+
+def folder_name(job_name, config, several):
+    stamp = job_results.job_timestamp(job_name)
+    return f"{stamp}-{config.name}" if several else stamp
+
+
+def run_local(args, configs):
+    """Each config in turn, on this machine; results saved as for a SageMaker job."""
+    import local_job
+    from job_request import build_request, offline_session
+
+    spec = job_spec(args)
+    outcomes = []
+    for config, base_name in configs:
+        with (
+            offline_session(args.region, aws_env.default_bucket(args.region)) as session,
+            tempfile.TemporaryDirectory(prefix="sm-local-") as workdir,
+        ):
+            request = build_request(spec, config, base_name, session)
+            job_name = request["TrainingJobName"]
+            channel_dirs = {}
+            for channel in request["InputDataConfig"]:
+                uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
+                if uri in session.staged:  # the source code and the SDK's drivers
+                    channel_dirs[channel["ChannelName"]] = session.staged[uri]
+                elif uri.startswith("s3://"):
+                    target = Path(workdir, "download", channel["ChannelName"])
+                    s3 = aws_env.boto_session(args.region).client("s3")
+                    print(f"Downloading {uri}")
+                    aws_env.download_prefix(s3, uri, target)
+                    channel_dirs[channel["ChannelName"]] = target
+                else:
+                    channel_dirs[channel["ChannelName"]] = Path(uri)
+            print(f"Running {job_name} locally")
+            run = local_job.run_container(request, channel_dirs, workdir)
+            lines = [line for _, line in run.log_events]
+            metrics = job_results.final_metrics(lines, job_config.METRIC_DEFINITIONS)
+            description = {
+                **request,
+                "TrainingJobStatus": run.status,
+                "SecondaryStatus": run.status,
+                "FailureReason": run.failure_reason,
+                "CreationTime": datetime.fromtimestamp(run.start, timezone.utc),
+                "TrainingStartTime": datetime.fromtimestamp(run.start, timezone.utc),
+                "TrainingEndTime": datetime.fromtimestamp(run.end, timezone.utc),
+                "TrainingTimeInSeconds": round(run.end - run.start),
+                "FinalMetricDataList": [
+                    {"MetricName": name, "Value": value} for name, value in metrics.items()
+                ],
+            }
+            tags = {tag["Key"]: tag["Value"] for tag in request.get("Tags", [])}
+            summary = job_results.summarize(description, tags, "local")
+            # Nothing went to S3: the archives' only copy is what lands in the results folder.
+            summary.update(model_uri=None, output_uri=None, code_uri=None, checkpoint_uri=None)
+            folder = job_results.results_folder(
+                args.out_dir, job_name, folder_name(job_name, config, len(configs) > 1)
+            )
+            host = f"{local_job.HOST}-{int(run.start)}"
+            problems = job_results.save_results(
+                folder,
+                summary,
+                {"model": run.model_tar, "output": run.output_tar},
+                [(host, milliseconds, line) for milliseconds, line in run.log_events],
+            )
+            outcomes.append((config.name, {**summary, "results_dir": folder}, problems))
+            if run.status == "Stopped":
+                report(outcomes)
+                return EXIT_INTERRUPTED
+    return report(outcomes)
+
+
+def console_url(region, job_name):
+    return (
+        f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/jobs/{job_name}"
+    )
+
+
+def not_created(folder, request, base_name, message):
+    """Results folder for a job SageMaker never accepted: exp.json says why."""
+    description = {
+        **(request or {"TrainingJobName": base_name}),
+        "TrainingJobStatus": "NotCreated",
+        "FailureReason": message,
+    }
+    tags = {tag["Key"]: tag["Value"] for tag in description.get("Tags", [])}
+    summary = job_results.summarize(description, tags, "sagemaker")
+    job_results.save_results(folder, summary, {}, [])
+    return {**summary, "results_dir": folder}
+
+
+def launch(args, configs):
+    from job_request import build_request, online_session
+
+    session = aws_env.boto_session(args.region)
+    sagemaker = session.client("sagemaker")
+    spec = job_spec(args)
+    launched, outcomes = [], []  # launched: (config name, job name, folder)
+    sagemaker_session = online_session(args.region, aws_env.default_bucket(args.region))
+    for config, base_name in configs:
+        request = None
+        try:
+            request = build_request(spec, config, base_name, sagemaker_session)
+            sagemaker.create_training_job(**request)
+        except Exception as error:  # API, credentials, role: report it, launch the rest
+            message = aws_env.describe_error(error)
+            print(f"run_job.py: error: {config.path.name}: {message}", file=sys.stderr)
+            job_name = request["TrainingJobName"] if request else base_name
+            folder = job_results.results_folder(
+                args.out_dir, job_name, folder_name(job_name, config, len(configs) > 1)
+            )
+            outcomes.append((config.name, not_created(folder, request, base_name, message), []))
+            continue
+        job_name = request["TrainingJobName"]
+        folder = job_results.results_folder(
+            args.out_dir, job_name, folder_name(job_name, config, len(configs) > 1)
+        )
+        print(f"Launched {job_name}\n  {console_url(args.region, job_name)}")
+        launched.append((config.name, job_name, folder))
+    return follow(args, session, launched, outcomes)
+
+
+def attach(args):
+    """--fetch: jobs launched earlier, found by name."""
+    session = aws_env.boto_session(args.region)
+    launched = [(None, name, job_results.results_folder(args.out_dir, name)) for name in args.fetch]
+    return follow(args, session, launched, [])
+
+
+def follow(args, session, launched, outcomes):
+    """Wait for the jobs (unless --no-wait), then fetch every one of them, whatever happened."""
+    exit_code = None
+    try:
+        if not args.no_wait:
+            wait(session, [job_name for _, job_name, _ in launched], args.poll_seconds)
+    except KeyboardInterrupt:
+        exit_code = EXIT_INTERRUPTED
+        print("\nInterrupted. The jobs keep running on SageMaker (and keep billing); stop one with")
+        print("  aws sagemaker stop-training-job --training-job-name JOB_NAME")
+    except Exception as error:
+        exit_code = EXIT_FAILED
+        print(f"run_job.py: error while waiting: {aws_env.describe_error(error)}", file=sys.stderr)
+    for config_name, job_name, folder in launched:
+        try:
+            summary, problems = job_results.fetch_job(session, job_name, folder)
+        except Exception as error:
+            message = f"fetching {job_name} failed: {aws_env.describe_error(error)}"
+            print(f"run_job.py: error: {message}", file=sys.stderr)
+            summary, problems = {"job_name": job_name, "status": "Unknown"}, [message]
+        for problem in problems:
+            print(f"run_job.py: {job_name}: {problem}", file=sys.stderr)
+        outcomes.append(
+            (config_name or summary.get("config"), {**summary, "results_dir": folder}, problems)
+        )
+        if summary.get("status") not in job_results.TERMINAL_STATUSES:
+            print(f"Fetch again later: python scripts/run_job.py --fetch {job_name}")
+    # Without waiting, a job still running is as good as it gets.
+    return exit_code or report(outcomes, {"Completed", "InProgress"} if args.no_wait else None)
+
+
+def wait(session, job_names, poll_seconds):
+    """Poll until every job ends: status changes, and a single job's log lines as they come."""
+    sagemaker, logs = session.client("sagemaker"), session.client("logs")
+    last_seen = {}
+    log_reader = job_results.JobLogs(logs, job_names[0]) if len(job_names) == 1 else None
+    pending = list(job_names)
+    while pending:
+        for job_name in list(pending):
+            description = sagemaker.describe_training_job(TrainingJobName=job_name)
+            status = (description["TrainingJobStatus"], description.get("SecondaryStatus"))
+            if status != last_seen.get(job_name):
+                print(f"{job_name}: {status[0]} ({status[1]})")
+                last_seen[job_name] = status
+            if log_reader:
+                for _, _, message in log_reader.read_new():
+                    print(message)
+            if status[0] in job_results.TERMINAL_STATUSES:
+                pending.remove(job_name)
+        if pending:
+            time.sleep(poll_seconds)
+
+
+def report(outcomes, good_statuses=None):
+    """Print a line per job, as a table; exit code 0 only if all completed without problems."""
+    rows = [["config", "job", "status", "test_accuracy", "billable_s", "results"]]
+    for config_name, summary, _ in outcomes:
+        accuracy = (summary.get("final_metrics") or {}).get("test:accuracy")
+        rows.append(
+            [
+                str(config_name or "-"),
+                summary.get("job_name", "-"),
+                summary.get("status", "-"),
+                "-" if accuracy is None else f"{accuracy:.4f}",
+                str(summary.get("billable_seconds") or "-"),
+                os.path.relpath(summary["results_dir"]) if summary.get("results_dir") else "-",
+            ]
+        )
+        if summary.get("failure_reason"):
+            print(f"{summary.get('job_name')}: {summary['failure_reason']}")
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    good_statuses = good_statuses or {"Completed"}
+    succeeded = all(s.get("status") in good_statuses and not p for _, s, p in outcomes)
+    return 0 if succeeded and outcomes else EXIT_FAILED
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        if args.fetch:
+            return attach(args)
+        configs = load_configs(args)
+        if args.dry_run:
+            return dry_run(args, configs)
+        if args.local:
+            return run_local(args, configs)
+        return launch(args, configs)
+    except ConfigError as error:
+        print(f"run_job.py: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("\nInterrupted.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""Upload dataset/ to S3 as the training channel of SageMaker jobs.
+
+    python scripts/upload_dataset.py                  # -> s3://sagemaker-<region>-<account>/dataset
+    python scripts/upload_dataset.py --prefix v2      # -> .../dataset/v2
+
+It syncs: a file already in S3 with the same size and checksum is skipped, so an unchanged rerun
+sends nothing and a rerun after an interruption sends only what is missing. The checksum is S3's
+ETag, which for an upload made by this script is predictable from the file (MD5 of each part).
+"""
+
+import argparse
+import hashlib
+import sys
+import threading
+from pathlib import Path
+
+import aws_env
+
+MiB = 1024 * 1024
+# One part size for uploading and for predicting the ETag, so unchanged files are recognised.
+PART_SIZE = 8 * MiB
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description="Upload a dataset folder to S3 (skipping files already there).",
+        epilog="Prints the --dataset-uri to pass to scripts/run_job.py.",
+    )
+    parser.add_argument(
+        "--upload-dir",
+        type=Path,
+        default=aws_env.DATASET_DIR,
+        help="folder to upload, holding MNIST/raw/ (default: the project's dataset/)",
+    )
+    parser.add_argument(
+        "--region",
+        default=aws_env.default_region(),
+        help="AWS region (default: $AWS_REGION or the rendered region, %(default)s)",
+    )
+    parser.add_argument(
+        "--bucket", help="S3 bucket (default: SageMaker's own, sagemaker-<region>-<account>)"
+    )
+    parser.add_argument(
+        "--prefix", default="", help="sub-folder under dataset/ (default: none), e.g. v2"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=10, help="parallel transfers (default: %(default)s)"
+    )
+    return parser.parse_args(argv)
+
+
+def local_files(folder):
+    """Relative POSIX path -> file, leaving out hidden files such as .gitkeep and .DS_Store."""
+    return {
+        path.relative_to(folder).as_posix(): path
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+    }
+
+
+def predicted_etag(path, threshold=PART_SIZE, part_size=PART_SIZE):
+    """The ETag S3 gives this file when s3transfer uploads it with these settings."""
+    from s3transfer.utils import ChunksizeAdjuster
+
+    size = path.stat().st_size
+    part_size = ChunksizeAdjuster().adjust_chunksize(part_size, size)
+    digests = []
+    with path.open("rb") as stream:
+        while chunk := stream.read(part_size):
+            digests.append(hashlib.md5(chunk))
+    if size < threshold:
+        return (digests[0] if digests else hashlib.md5()).hexdigest()
+    return hashlib.md5(b"".join(d.digest() for d in digests)).hexdigest() + f"-{len(digests)}"
+
+
+def remote_objects(s3, bucket, prefix):
+    """Key -> (size, ETag) of everything under the prefix."""
+    objects = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
+        for item in page.get("Contents", []):
+            objects[item["Key"]] = (item["Size"], item["ETag"].strip('"'))
+    return objects
+
+
+def ensure_bucket(s3, bucket, region, create):
+    from botocore.exceptions import ClientError
+
+    try:
+        s3.head_bucket(Bucket=bucket)
+        return
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code")
+        if code not in {"404", "NoSuchBucket"}:
+            raise
+    if not create:
+        raise SystemExit(
+            f"upload_dataset.py: error: bucket {bucket} does not exist; create it first"
+        )
+    print(f"Creating bucket {bucket} in {region}")
+    location = {} if region == "us-east-1" else {"LocationConstraint": region}
+    s3.create_bucket(Bucket=bucket, **({"CreateBucketConfiguration": location} if location else {}))
+
+
+class ProgressBar:
+    """Bytes sent so far, redrawn in place on a terminal (transfer threads call it)."""
+
+    def __init__(self, total, stream=sys.stderr):
+        self.total, self.sent, self.stream = total, 0, stream
+        self.lock = threading.Lock()
+
+    def __call__(self, sent_now):
+        with self.lock:
+            self.sent += sent_now
+            if self.stream.isatty():
+                done = self.sent / self.total if self.total else 1.0
+                bar = "#" * int(done * 30)
+                self.stream.write(
+                    f"\r[{bar:<30}] {done:4.0%} {self.sent / MiB:.1f}/{self.total / MiB:.1f} MiB"
+                )
+                self.stream.flush()
+
+    def close(self):
+        if self.stream.isatty():
+            self.stream.write("\n")
+
+
+def upload(s3, folder, bucket, prefix, workers=10):
+    """Sync folder -> s3://bucket/prefix; returns (sent files, sent bytes, skipped files).
+
+    Raises after the transfers that could finish have finished; a rerun completes the rest.
+    """
+    from boto3.s3.transfer import ProgressCallbackInvoker, TransferConfig, create_transfer_manager
+
+    files = local_files(folder)
+    existing = remote_objects(s3, bucket, prefix)
+    to_send = {
+        f"{prefix}/{name}": path
+        for name, path in files.items()
+        if existing.get(f"{prefix}/{name}") != (path.stat().st_size, predicted_etag(path))
+    }
+    progress = ProgressBar(sum(path.stat().st_size for path in to_send.values()))
+    config = TransferConfig(
+        multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE, max_concurrency=workers
+    )
+    failures = []
+    try:
+        with create_transfer_manager(s3, config) as manager:
+            futures = {
+                key: manager.upload(
+                    str(path), bucket, key, subscribers=[ProgressCallbackInvoker(progress)]
+                )
+                for key, path in to_send.items()
+            }
+            for key, future in futures.items():
+                try:
+                    future.result()
+                except Exception as error:  # one file failing must not hide the others
+                    failures.append(f"{key}: {aws_env.describe_error(error)}")
+    finally:
+        progress.close()
+    if failures:
+        raise RuntimeError(
+            f"{len(failures)} of {len(to_send)} files failed (rerun to retry them):\n  "
+            + "\n  ".join(failures)
+        )
+    return len(to_send), progress.sent, len(files) - len(to_send)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    folder = args.upload_dir.resolve()
+    if not folder.is_dir() or not local_files(folder):
+        raise SystemExit(
+            f"upload_dataset.py: error: {folder} has no files; "
+            "run `python scripts/prepare_dataset.py synthetic` (or `mnist`) first"
+        )
+    if not (folder / "MNIST" / "raw").is_dir():
+        raise SystemExit(
+            f"upload_dataset.py: error: {folder} has no MNIST/raw/ folder, the layout train.py "
+            "reads; prepare it with scripts/prepare_dataset.py"
+        )
+    bucket = args.bucket or aws_env.default_bucket(args.region)
+    prefix = aws_env.split_s3_uri(aws_env.dataset_uri(bucket, args.prefix))[1]
+    uri = f"s3://{bucket}/{prefix}"
+    s3 = aws_env.boto_session(args.region).client("s3")
+    try:
+        ensure_bucket(s3, bucket, args.region, create=bucket == aws_env.default_bucket(args.region))
+        print(f"Syncing {folder} -> {uri}")
+        sent, sent_bytes, skipped = upload(s3, folder, bucket, prefix, args.workers)
+    except KeyboardInterrupt:
+        raise SystemExit("\nupload_dataset.py: interrupted; rerun to send the rest") from None
+    except RuntimeError as error:
+        raise SystemExit(f"upload_dataset.py: error: {error}") from None
+    except Exception as error:
+        raise SystemExit(f"upload_dataset.py: error: {aws_env.describe_error(error)}") from None
+    print(f"Done: {sent} files sent ({sent_bytes / MiB:.1f} MiB), {skipped} unchanged skipped.")
+    print(f"Train on it: python scripts/run_job.py --dataset-uri {uri}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

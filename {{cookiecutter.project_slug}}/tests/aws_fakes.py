@@ -1,0 +1,307 @@
+"""Pytest fixtures that stand in for AWS: moto's server, and SageMaker played on top of it.
+
+moto accepts CreateTrainingJob but completes the job at once without running anything, so
+`fake_sagemaker` plays the service: the created job runs through scripts/local_job.py (the
+--local contract, on the channels downloaded from moto's S3), then model.tar.gz and
+output.tar.gz go to S3 and the log lines to CloudWatch Logs, where SageMaker puts them.
+
+Test modules use them with `pytest_plugins = ["aws_fakes"]`. No network: every client talks to
+the local server, credentials are dummies and the SageMaker SDK's telemetry is off.
+"""
+
+import http.server
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_ROOT / "scripts"))
+
+import aws_env  # noqa: E402
+import defaults  # noqa: E402
+import job_config  # noqa: E402
+import job_results  # noqa: E402
+import local_job  # noqa: E402
+
+REGION = defaults.AWS_REGION
+
+
+def run_script(command, env, cwd, timeout=300):
+    """Run a project script as a user would (argv list; .sh through bash, .py through Python)."""
+    program = ["bash"] if str(command[0]).endswith(".sh") else [sys.executable]
+    return subprocess.run(
+        [*program, *map(str, command)],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def aws_credentials(monkeypatch, tmp_path_factory):
+    """Dummy credentials, no profile or config file of the machine, SDK telemetry off."""
+    for name in list(os.environ):
+        if name.startswith(("AWS_", "SAGEMAKER_", "MLFLOW_")):
+            monkeypatch.delenv(name)
+    config = tmp_path_factory.mktemp("sagemaker-config") / "config.yaml"
+    # The SDK has no environment switch for telemetry, only this config key.
+    config.write_text(
+        "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n"
+        "      TelemetryOptOut: true\n"
+    )
+    settings = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "SAGEMAKER_USER_CONFIG_OVERRIDE": str(config),
+        "SAGEMAKER_ADMIN_CONFIG_OVERRIDE": str(config),
+        "SAGEMAKER_VALIDATE_ROLE": "false",  # moto's IAM knows no role to validate
+    }
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+class Aws:
+    """Clients of the moto server, and the environment that points scripts at it."""
+
+    def __init__(self, endpoint):
+        self.endpoint = endpoint
+
+    def client(self, service):
+        return boto3.client(service, region_name=REGION, endpoint_url=self.endpoint)
+
+
+@pytest.fixture
+def aws(moto_endpoint, aws_credentials, monkeypatch):
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST"))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    return Aws(moto_endpoint)
+
+
+@pytest.fixture
+def aws_call_recorder(aws_credentials, monkeypatch):
+    """An endpoint that records every AWS request sent to it (and fails them all)."""
+    calls = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_anything(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            target = self.headers.get("X-Amz-Target") or self.path
+            calls.append(f"{self.command} {target} {self.rfile.read(length)[:200]!r}")
+            self.send_response(500)
+            self.end_headers()
+
+        do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = do_anything
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server.server_address[1]}")
+    yield calls
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def synthetic_dataset(tmp_path_factory):
+    """A tiny synthetic MNIST (2000 train, 500 test images) in the channel layout."""
+    folder = tmp_path_factory.mktemp("dataset")
+    done = run_script(
+        [
+            PROJECT_ROOT / "scripts" / "prepare_dataset.py",
+            "synthetic",
+            "--train-size",
+            "2000",
+            "--test-size",
+            "500",
+            "--out",
+            folder,
+        ],
+        env=dict(os.environ),
+        cwd=folder,
+    )
+    assert done.returncode == 0, done.stderr
+    return folder
+
+
+def upload_folder(s3, folder, uri):
+    bucket, prefix = aws_env.split_s3_uri(uri)
+    for path in Path(folder).rglob("*"):
+        if path.is_file():
+            s3.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(folder).as_posix()}")
+
+
+HOSTILE_MEMBERS = ["../escaped.txt", "passwd-link", "model.pt", "../../deeper-escape.txt"]
+
+
+def hostile_archive():
+    """A model.tar.gz with a model.pt, and members that point outside where it is extracted."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name in HOSTILE_MEMBERS:
+            member = tarfile.TarInfo(name)
+            if name == "passwd-link":
+                member.type, member.linkname = tarfile.SYMTYPE, "/etc/passwd"
+                tar.addfile(member)
+            else:
+                member.size = 5
+                tar.addfile(member, io.BytesIO(b"owned"))
+    return buffer.getvalue()
+
+
+class FakeSageMaker:
+    """What SageMaker does with a created job, for the moto server (see the module doc).
+
+    behaviour: "run" (train for real), "reject" (CreateTrainingJob fails with a
+    ValidationException), "hang" (stays InProgress until released), "hostile" (completes with a
+    model.tar.gz that points outside its folder).
+    """
+
+    def __init__(self, endpoint):
+        self.endpoint = endpoint
+        self.behaviour = "run"
+        self.requests = []
+        self.threads = []
+        self.release = threading.Event()
+
+    def client(self, service):
+        return boto3.client(service, region_name=REGION, endpoint_url=self.endpoint)
+
+    def on_create(self, backend, request):
+        self.requests.append(request)
+        job = backend.training_jobs[request["TrainingJobName"]]
+        job.training_job_status, job.secondary_status = "InProgress", "Starting"
+        # moto replaces the metric definitions with its own; SageMaker keeps the request's.
+        job.algorithm_specification["MetricDefinitions"] = request["AlgorithmSpecification"].get(
+            "MetricDefinitions", []
+        )
+        thread = threading.Thread(target=self.play, args=(job, request), daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def play(self, job, request):
+        try:
+            self.run_job(job, request)
+        except Exception as error:  # a broken fake must show up as a failed job, not a hang
+            job.training_job_status, job.failure_reason = "Failed", f"fake SageMaker: {error!r}"
+
+    def run_job(self, job, request):
+        job.secondary_status = "Training"
+        if self.behaviour == "hang":  # until released: then abandoned, or run if told to
+            self.release.wait(timeout=120)
+            if self.behaviour == "hang":
+                return
+        output_path = request["OutputDataConfig"]["S3OutputPath"].rstrip("/")
+        output = f"{output_path}/{job.training_job_name}/output"
+        s3 = self.client("s3")
+        with tempfile.TemporaryDirectory(prefix="fake-sagemaker-") as workdir:
+            if self.behaviour == "hostile":
+                run = local_job.ContainerRun(
+                    "Completed",
+                    0,
+                    None,
+                    time.time(),
+                    time.time(),
+                    [
+                        (
+                            int(time.time() * 1000),
+                            "epoch=1 train_loss=0.1 test_loss=0.1 test_accuracy=0.9",
+                        )
+                    ],
+                )
+                bucket, key = aws_env.split_s3_uri(f"{output}/model.tar.gz")
+                s3.put_object(Bucket=bucket, Key=key, Body=hostile_archive())
+            else:
+                channel_dirs = {}
+                for channel in request["InputDataConfig"]:
+                    name = channel["ChannelName"]
+                    target = Path(workdir, "channels", name)
+                    aws_env.download_prefix(
+                        s3, channel["DataSource"]["S3DataSource"]["S3Uri"], target
+                    )
+                    channel_dirs[name] = target
+                run = local_job.run_container(
+                    request, channel_dirs, Path(workdir, "container"), echo=lambda line: None
+                )
+                for archive in [run.model_tar, run.output_tar]:
+                    bucket, key = aws_env.split_s3_uri(f"{output}/{archive.name}")
+                    s3.upload_file(str(archive), bucket, key)
+        self.write_logs(job.training_job_name, run)
+        metrics = job_results.final_metrics(
+            [line for _, line in run.log_events], job_config.METRIC_DEFINITIONS
+        )
+        job.final_metric_data_list = [
+            {"MetricName": name, "Value": value, "Timestamp": time.time()}
+            for name, value in metrics.items()
+        ]
+        job.billable_time_in_seconds = job.training_time_in_seconds = max(
+            1, round(run.end - run.start)
+        )
+        job.failure_reason = run.failure_reason
+        job.training_job_status = job.secondary_status = run.status
+
+    def write_logs(self, job_name, run):
+        logs = self.client("logs")
+        try:
+            logs.create_log_group(logGroupName=job_results.LOG_GROUP)
+        except logs.exceptions.ResourceAlreadyExistsException:
+            pass
+        stream = f"{job_name}/{local_job.HOST}-{int(run.start)}"
+        logs.create_log_stream(logGroupName=job_results.LOG_GROUP, logStreamName=stream)
+        events = [{"timestamp": ms, "message": line or " "} for ms, line in run.log_events]
+        if events:
+            logs.put_log_events(
+                logGroupName=job_results.LOG_GROUP, logStreamName=stream, logEvents=events
+            )
+
+
+@pytest.fixture
+def fake_sagemaker(aws, monkeypatch):
+    from moto.sagemaker.exceptions import ValidationError
+    from moto.sagemaker.responses import SageMakerResponse
+
+    fake = FakeSageMaker(aws.endpoint)
+    create = SageMakerResponse.create_training_job
+
+    def create_and_play(self):
+        request = json.loads(self.body)
+        if fake.behaviour == "reject":
+            raise ValidationError("The requested resource ml.g4dn.xlarge is not available")
+        result = create(self)
+        fake.on_create(self.sagemaker_backend, request)
+        return result
+
+    monkeypatch.setattr(SageMakerResponse, "create_training_job", create_and_play)
+    yield fake
+    fake.release.set()
+    for thread in fake.threads:
+        thread.join(timeout=60)

@@ -1,0 +1,451 @@
+"""run_job.py against moto's server, with SageMaker played by tests/aws_fakes.py.
+
+Every job runs the real src/train.py on a tiny synthetic dataset for one epoch.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from aws_fakes import PROJECT_ROOT, REGION, run_script, upload_folder  # puts scripts/ on sys.path
+
+pytest_plugins = ["aws_fakes"]
+
+import aws_env  # noqa: E402
+import defaults  # noqa: E402
+import job_config  # noqa: E402
+import job_results  # noqa: E402
+
+RUN_JOB = PROJECT_ROOT / "scripts" / "run_job.py"
+BUCKET = aws_env.default_bucket(REGION)
+DATASET_URI = aws_env.dataset_uri(BUCKET)
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    path = tmp_path / "config" / "tiny.yaml"
+    path.parent.mkdir()
+    path.write_text("epochs: 1\nbatch-size: 64\nseed: 1\n")
+    return path
+
+
+@pytest.fixture
+def uploaded_dataset(aws, synthetic_dataset):
+    aws.client("s3").create_bucket(Bucket=BUCKET)
+    upload_folder(aws.client("s3"), synthetic_dataset, DATASET_URI)
+    return DATASET_URI
+
+
+def run_job(*options, env, cwd):
+    return run_script([RUN_JOB, "--poll-seconds", "0.2", *options], env=env, cwd=cwd)
+
+
+def environment():
+    return dict(os.environ)
+
+
+def result_folders(out_dir):
+    return sorted(path.parent for path in out_dir.glob("*/exp.json"))
+
+
+def only_result(out_dir):
+    (folder,) = result_folders(out_dir)
+    return folder, json.loads((folder / "exp.json").read_text())
+
+
+def test_job_runs_and_its_model_outputs_and_logs_come_back(
+    fake_sagemaker, uploaded_dataset, tiny_config, tmp_path
+):
+    out = tmp_path / "results"
+    done = run_job("--config", tiny_config, "--out-dir", out, env=environment(), cwd=tmp_path)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    folder, exp = only_result(out)
+    assert folder.name == job_results.job_timestamp(exp["job_name"])
+    assert re.fullmatch(rf"{defaults.EXPERIMENT_NAME}-tiny-\d{{14}}", exp["job_name"])
+    assert (folder / "model" / "model.pt").stat().st_size > 0
+    assert (
+        (folder / "output" / "metrics.csv")
+        .read_text()
+        .startswith("epoch,train_loss,test_loss,test_accuracy")
+    )
+    log = (folder / "logs.txt").read_text()
+    assert re.search(r"^\S+Z?\S* \[algo-1-\d+\] epoch=1 train_loss=", log, re.MULTILINE), log
+    assert exp["status"] == "Completed" and exp["mode"] == "sagemaker"
+    assert exp["hyperparameters"] == {"epochs": "1", "batch-size": "64", "seed": "1"}
+    assert exp["dataset_uri"] == DATASET_URI
+    assert exp["model_uri"].endswith(f"/{exp['job_name']}/output/model.tar.gz")
+    assert exp["billable_seconds"] >= 1
+    assert 0 <= exp["final_metrics"]["test:accuracy"] <= 1
+    assert (exp["experiment"], exp["config"]) == (defaults.EXPERIMENT_NAME, "tiny")
+    (request,) = fake_sagemaker.requests
+    assert request["Environment"]["PYTHONUNBUFFERED"] == "1"
+    assert "epoch=1" in done.stdout  # a single job's log lines are printed while waiting
+
+
+def test_failed_job_saves_logs_and_reason_and_exits_nonzero(
+    fake_sagemaker, aws, tiny_config, tmp_path
+):
+    broken = tmp_path / "broken" / "MNIST" / "raw"
+    broken.mkdir(parents=True)
+    (broken / "train-images-idx3-ubyte").write_bytes(b"not an idx file")
+    aws.client("s3").create_bucket(Bucket=BUCKET)
+    upload_folder(aws.client("s3"), tmp_path / "broken", f"s3://{BUCKET}/broken")
+    out = tmp_path / "results"
+
+    done = run_job(
+        "--config",
+        tiny_config,
+        "--dataset-uri",
+        f"s3://{BUCKET}/broken",
+        "--out-dir",
+        out,
+        env=environment(),
+        cwd=tmp_path,
+    )
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    folder, exp = only_result(out)
+    assert exp["status"] == "Failed"
+    assert "exited with code" in exp["failure_reason"]
+    assert exp["failure_reason"] in done.stdout
+    assert "Executing command:" in (folder / "logs.txt").read_text()
+    assert not (folder / "model" / "model.pt").exists()
+
+
+def test_api_error_leaves_no_job_and_a_result_saying_why(
+    fake_sagemaker, aws, tiny_config, tmp_path
+):
+    fake_sagemaker.behaviour = "reject"
+    out = tmp_path / "results"
+
+    done = run_job("--config", tiny_config, "--out-dir", out, env=environment(), cwd=tmp_path)
+
+    assert done.returncode == 1
+    assert "CreateTrainingJob failed: ValidationException" in done.stderr
+    _, exp = only_result(out)
+    assert exp["status"] == "NotCreated"
+    assert "not available" in exp["failure_reason"]
+    assert aws.client("sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
+
+
+def test_hostile_model_archive_writes_nothing_outside_its_folder(
+    fake_sagemaker, aws, tiny_config, tmp_path
+):
+    fake_sagemaker.behaviour = "hostile"
+    aws.client("s3").create_bucket(Bucket=BUCKET)
+    out = tmp_path / "deep" / "results"
+
+    done = run_job("--config", tiny_config, "--out-dir", out, env=environment(), cwd=tmp_path)
+
+    assert done.returncode == 1
+    folder, exp = only_result(out)
+    refused = " ".join(exp["problems"])
+    for name in ["../escaped.txt", "passwd-link", "../../deeper-escape.txt"]:
+        assert f"refused {name!r} in model.tar.gz" in refused
+    assert sorted(path.name for path in tmp_path.rglob("*escape*")) == []
+    assert not (folder / "model" / "passwd-link").exists()
+    assert (folder / "model" / "model.pt").read_bytes() == b"owned"  # the rest is extracted
+    assert "epoch=1" in (folder / "logs.txt").read_text()
+
+
+def test_ctrl_c_while_waiting_saves_what_there_is_and_says_how_to_stop(
+    fake_sagemaker, aws, tiny_config, tmp_path
+):
+    fake_sagemaker.behaviour = "hang"
+    aws.client("s3").create_bucket(Bucket=BUCKET)
+    out = tmp_path / "results"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            RUN_JOB,
+            "--config",
+            tiny_config,
+            "--out-dir",
+            out,
+            "--poll-seconds",
+            "0.2",
+        ],
+        env=environment(),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    seen = ""
+    while "InProgress" not in seen:
+        line = process.stdout.readline()
+        assert line, f"run_job.py ended before the job was running:\n{seen}"
+        seen += line
+    process.send_signal(signal.SIGINT)
+    rest, _ = process.communicate(timeout=120)
+
+    assert process.returncode == 130, seen + rest
+    assert "stop-training-job" in rest
+    folder, exp = only_result(out)
+    assert exp["status"] == "InProgress"
+    assert "--fetch " + exp["job_name"] in rest
+    assert (folder / "logs.txt").exists()
+
+
+def test_no_wait_returns_at_once_and_fetch_fills_the_same_folder(
+    fake_sagemaker, uploaded_dataset, tiny_config, tmp_path
+):
+    fake_sagemaker.behaviour = "hang"
+    out = tmp_path / "results"
+    submitted = run_job(
+        "--config", tiny_config, "--out-dir", out, "--no-wait", env=environment(), cwd=tmp_path
+    )
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    folder, exp = only_result(out)
+    assert exp["status"] == "InProgress"
+
+    fake_sagemaker.behaviour = "run"
+    fake_sagemaker.release.set()
+    fetched = run_job("--fetch", exp["job_name"], "--out-dir", out, env=environment(), cwd=tmp_path)
+
+    assert fetched.returncode == 0, fetched.stdout + fetched.stderr
+    assert only_result(out) == (folder, json.loads((folder / "exp.json").read_text()))
+    assert only_result(out)[1]["status"] == "Completed"
+    assert (folder / "model" / "model.pt").exists()
+
+
+@pytest.mark.slow
+def test_several_configs_run_as_parallel_jobs_with_a_summary(
+    fake_sagemaker, uploaded_dataset, tiny_config, tmp_path
+):
+    second = tiny_config.with_name("tiny2.yaml")
+    second.write_text("epochs: 1\nbatch-size: 128\nseed: 2\n")
+    out = tmp_path / "results"
+
+    done = run_job(
+        "--config", tiny_config, second, "--out-dir", out, env=environment(), cwd=tmp_path
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    folders = result_folders(out)
+    assert [folder.name.split("-", 1)[1] for folder in folders] == ["tiny", "tiny2"]
+    assert len(fake_sagemaker.requests) == 2
+    table = done.stdout[done.stdout.index("config  job") :]
+    assert re.search(r"^tiny\s+\S+-tiny-\d{14}\s+Completed\s+[01]\.\d{4}", table, re.MULTILINE)
+    assert re.search(r"^tiny2\s+\S+-tiny2-\d{14}\s+Completed", table, re.MULTILINE)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("epoch: 1\n", "unknown key 'epoch'; did you mean 'epochs'?"),
+        ("batch_size: 32\n", "did you mean 'batch-size'?"),
+        ("epochs: five\n", "argument --epochs: invalid int value: 'five'"),
+        ("lr: [0.1, 0.2]\n", "argument --lr: invalid float value"),
+        ("data-dir: /data\n", "'data-dir' is a path SageMaker sets"),
+        ("epochs: 1\n  bad indent: [\n", "not valid YAML"),
+        ("- epochs\n", "expected `key: value` lines"),
+    ],
+)
+def test_bad_config_fails_fast_without_any_aws_call(aws_call_recorder, tmp_path, content, message):
+    config = tmp_path / "exp.yaml"
+    config.write_text(content)
+
+    done = run_job("--config", config, env=environment(), cwd=tmp_path)
+
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert aws_call_recorder == []
+
+
+def test_missing_config_file_fails_fast_without_any_aws_call(aws_call_recorder, tmp_path):
+    done = run_job("--config", tmp_path / "exp404.yaml", env=environment(), cwd=tmp_path)
+
+    assert done.returncode == 2
+    assert "config file not found" in done.stderr
+    assert aws_call_recorder == []
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--input-mode", "Pipe"], "train.py reads MNIST files"),
+        (["--use-spot", "--keep-alive", "600"], "does not work with --use-spot"),
+        (["--dataset-uri", "dataset/"], "not an S3 URI"),
+        (["--exp-name", "bad_name!"], "use letters, digits and single hyphens"),
+    ],
+)
+def test_bad_options_are_refused_with_the_reason(aws_call_recorder, tmp_path, options, message):
+    done = run_job(*options, env=environment(), cwd=tmp_path)
+
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert aws_call_recorder == []
+
+
+def test_dry_run_prints_the_request_without_any_aws_call(aws_call_recorder, tmp_path):
+    done = run_job("--dry-run", env=environment(), cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    request = json.loads(done.stdout)
+    assert request["HyperParameters"] == {
+        key: str(value)
+        for key, value in job_config.load_config(
+            PROJECT_ROOT / "config" / "exp001.yaml", job_config.train_option_parser()
+        ).hyperparameters.items()
+    }
+    assert aws_call_recorder == []
+
+
+def normalized(request):
+    """The request with the job's timestamp replaced, so it compares across runs."""
+    text = json.dumps(request)
+    stamp = job_results.job_timestamp(request["TrainingJobName"])
+    return json.loads(text.replace(stamp, "<timestamp>"))
+
+
+def test_dry_run_request_snapshot_with_spot(aws_call_recorder, tmp_path, tiny_config, monkeypatch):
+    if defaults.EXPERIMENT_TRACKING == "mlflow":
+        monkeypatch.setenv(
+            "MLFLOW_TRACKING_ARN",
+            f"arn:aws:sagemaker:{REGION}:123456789012:mlflow-tracking-server/t",
+        )
+    done = run_job(
+        "--dry-run",
+        "--config",
+        tiny_config,
+        "--use-spot",
+        "--max-run",
+        "600",
+        "--input-mode",
+        "FastFile",
+        "--instance-type",
+        "ml.m5.xlarge",
+        env=environment(),
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    request = normalized(json.loads(done.stdout))
+
+    base = f"{defaults.EXPERIMENT_NAME}-tiny"
+    prefix = f"s3://{BUCKET}/{base}/{base}-<timestamp>"
+    image = request["AlgorithmSpecification"].pop("TrainingImage")
+    if defaults.CONTAINER == "custom":
+        registry = f"{defaults.AWS_ACCOUNT_ID}.dkr.ecr.{REGION}.amazonaws.com"
+        assert image == f"{registry}/{defaults.PROJECT_SLUG}:latest"
+    else:
+        assert re.fullmatch(
+            rf"\d{{12}}\.dkr\.ecr\.{REGION}\.amazonaws\.com(\.cn)?/pytorch-training:"
+            rf"{re.escape(defaults.PYTORCH_VERSION)}-cpu-py3\d+",
+            image,
+        ), image
+    expected_environment = {"PYTHONUNBUFFERED": "1"}
+    if defaults.EXPERIMENT_TRACKING == "mlflow":
+        expected_environment.update(
+            MLFLOW_TRACKING_URI=f"arn:aws:sagemaker:{REGION}:123456789012:mlflow-tracking-server/t",
+            MLFLOW_EXPERIMENT_NAME=defaults.EXPERIMENT_NAME,
+            MLFLOW_RUN_NAME=f"{base}-<timestamp>",
+        )
+
+    def channel(name, uri, mode):
+        source = {
+            "S3DataType": "S3Prefix",
+            "S3Uri": uri,
+            "S3DataDistributionType": "FullyReplicated",
+        }
+        return {"ChannelName": name, "DataSource": {"S3DataSource": source}, "InputMode": mode}
+
+    assert request == {
+        "TrainingJobName": f"{base}-<timestamp>",
+        "AlgorithmSpecification": {
+            "TrainingInputMode": "FastFile",
+            "MetricDefinitions": job_config.METRIC_DEFINITIONS,
+            "ContainerEntrypoint": ["/bin/bash"],
+            "ContainerArguments": [
+                "-c",
+                "chmod +x /opt/ml/input/data/sm_drivers/sm_train.sh "
+                "&& /opt/ml/input/data/sm_drivers/sm_train.sh",
+            ],
+        },
+        "HyperParameters": {"epochs": "1", "batch-size": "64", "seed": "1"},
+        "InputDataConfig": [
+            channel("training", DATASET_URI, "FastFile"),
+            channel("code", f"{prefix}/input/code", "File"),
+            channel("sm_drivers", f"{prefix}/input/sm_drivers", "File"),
+        ],
+        "ResourceConfig": {
+            "InstanceType": "ml.m5.xlarge",
+            "InstanceCount": 1,
+            "VolumeSizeInGB": 30,
+        },
+        "RoleArn": (
+            defaults.SAGEMAKER_ROLE
+            if defaults.SAGEMAKER_ROLE.startswith("arn:")
+            else f"arn:aws:iam::{defaults.AWS_ACCOUNT_ID}:role/{defaults.SAGEMAKER_ROLE}"
+        ),
+        "Tags": [
+            {"Key": "project", "Value": defaults.PROJECT_SLUG},
+            {"Key": "experiment", "Value": defaults.EXPERIMENT_NAME},
+            {"Key": "config", "Value": "tiny"},
+        ],
+        "StoppingCondition": {"MaxRuntimeInSeconds": 600, "MaxWaitTimeInSeconds": 1200},
+        "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/{base}", "CompressionType": "GZIP"},
+        "CheckpointConfig": {"S3Uri": f"{prefix}/checkpoints", "LocalPath": "/opt/ml/checkpoints"},
+        "Environment": expected_environment,
+        "EnableManagedSpotTraining": True,
+    }
+    assert aws_call_recorder == []
+
+
+def test_dry_run_without_spot_keeps_a_warm_pool_when_asked(aws_call_recorder, tmp_path):
+    done = run_job(
+        "--dry-run", "--no-use-spot", "--keep-alive", "900", env=environment(), cwd=tmp_path
+    )
+
+    assert done.returncode == 0, done.stderr
+    request = json.loads(done.stdout)
+    assert request["ResourceConfig"]["KeepAlivePeriodInSeconds"] == 900
+    assert "EnableManagedSpotTraining" not in request and "CheckpointConfig" not in request
+    assert "MaxWaitTimeInSeconds" not in request["StoppingCondition"]
+
+
+def test_job_logs_reads_every_page_of_every_host_in_time_order(aws):
+    logs = aws.client("logs")
+    logs.create_log_group(logGroupName=job_results.LOG_GROUP)
+    job = "mnist-exp001-20250101000000"
+    start = int(time.time() * 1000) - 60_000  # CloudWatch drops events older than 14 days
+    expected = []
+    for stream, offset in [(f"{job}/algo-1-1", 0), (f"{job}/algo-2-1", 1), (f"{job}0/algo-1-1", 2)]:
+        logs.create_log_stream(logGroupName=job_results.LOG_GROUP, logStreamName=stream)
+        events = [
+            {"timestamp": start + 10 * i + offset, "message": f"{stream} {i}"} for i in range(5)
+        ]
+        logs.put_log_events(
+            logGroupName=job_results.LOG_GROUP, logStreamName=stream, logEvents=events
+        )
+        if not stream.startswith(f"{job}0"):  # another job whose name starts the same
+            expected += [(stream.split("/")[1], e["timestamp"], e["message"]) for e in events]
+
+    reader = job_results.JobLogs(logs, job, page_size=2)
+
+    assert reader.read_new() == sorted(expected, key=lambda event: event[1])
+    assert reader.read_new() == []  # nothing new since
+    logs.put_log_events(
+        logGroupName=job_results.LOG_GROUP,
+        logStreamName=f"{job}/algo-1-1",
+        logEvents=[{"timestamp": start + 1000, "message": "late"}],
+    )
+    assert reader.read_new() == [("algo-1-1", start + 1000, "late")]
+
+
+def test_job_names_fit_sagemakers_limit():
+    long_experiment = "e" * 40
+    name = job_config.base_job_name(long_experiment, job_config.config_name("my_exp.v2.yaml"))
+
+    assert name == f"{long_experiment}-my-exp-"[: job_config.BASE_NAME_LIMIT].rstrip("-")
+    assert len(name) + len("-20250101000000") <= 63
+    assert job_config.config_name("my_exp.v2.yaml") == "my-exp-v2"
+    with pytest.raises(job_config.ConfigError, match="too long"):
+        job_config.base_job_name("e" * 48, "exp001")
