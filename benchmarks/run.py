@@ -1,0 +1,532 @@
+"""Benchmark the template: render, smoke path, time to accuracy against the classic PyTorch MNIST
+example, throughput and memory, the launcher's dry run and source size (and GPU figures on CUDA).
+
+    python benchmarks/run.py [--repeats 3] [--baseline-repeats 1] [--quick]
+
+Run it with an interpreter that has the rendered project's requirements (torch, the SageMaker
+SDK, ...): every figure is a whole process started with this same interpreter. It renders the
+template into a temporary folder, so it needs nothing else. It prints a Markdown table and writes
+it to benchmarks/results/<date>-<host>.md and benchmarks/LATEST.md.
+
+Each figure is the median of repeated runs; peak memory is the largest peak resident set of the
+measured process (and its children) over the runs, from wait4(2). This process stays small (it
+never imports torch), since a child's peak RSS starts from its parent's. Targets are set for a
+2-core CPU; timings are never asserted in tests.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parent
+TEMPLATE = BENCHMARKS.parent
+BASELINE = BENCHMARKS / "baseline.py"
+
+SMOKE_TRAIN, SMOKE_TEST = 2000, 500  # the subset the rendered project's smoke test trains on
+FULL_TRAIN, FULL_TEST = 60000, 10000  # MNIST's size: the time-to-accuracy set
+GPU_EPOCHS, GPU_ACCURACY = 10, 0.99  # on CUDA: time until test accuracy reaches 99%
+
+# Targets on the 2-core CPU this template is developed on.
+RENDER_TARGET_S = 0.5
+SMOKE_TARGET_S = 8.0
+EPOCH_RATIO_TARGET = 0.25  # our one-epoch wall time / the baseline's
+ACCURACY_MARGIN = 0.03  # ours may be at most 3 points below the baseline
+DRY_RUN_TARGET_S = 3.0
+TARBALL_TARGET_BYTES = 64 * 1024
+PEAK_MEMORY_TARGET_BYTES = 1024**3
+
+EPOCH_LINE = re.compile(
+    r"^epoch=(?P<epoch>\d+) train_loss=\S+ test_loss=\S+ test_accuracy=(?P<accuracy>[0-9.]+)$"
+)
+
+
+class BenchmarkError(Exception):
+    """A measured process failed; the message says which and how."""
+
+
+@dataclass
+class Run:
+    """One whole-process run: wall seconds, peak RSS bytes, and when each output line arrived."""
+
+    wall: float
+    peak_rss: int
+    lines: list = field(default_factory=list)  # (seconds since start, text)
+
+    def accuracies(self):
+        """(seconds since start, test accuracy) for every epoch line, in order."""
+        found = []
+        for seconds, text in self.lines:
+            match = EPOCH_LINE.match(text)
+            if match:
+                found.append((seconds, float(match["accuracy"])))
+        return found
+
+    def final_accuracy(self):
+        accuracies = self.accuracies()
+        if not accuracies:
+            raise BenchmarkError("no `epoch=... test_accuracy=...` line in the output")
+        return accuracies[-1][1]
+
+
+@dataclass
+class Row:
+    figure: str  # what is measured, stated exactly
+    ours: str
+    baseline: str = "—"
+    target: str = "—"
+    status: str = "info"
+    runs: str = "1"
+
+
+def run_process(command, cwd=None, env=None, stop=None):
+    """Run a command to completion (or until stop(line) is true); measure it from the outside.
+
+    The clock runs from just before the start to the reaped exit, so interpreter start-up and
+    imports count, as a user feels them. wait4(2) gives this child's own resource usage.
+    """
+    child_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        [str(part) for part in command],
+        cwd=cwd,
+        env=child_env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = []
+    for text in process.stdout:
+        lines.append((time.perf_counter() - start, text.rstrip("\n")))
+        if stop and stop(text.rstrip("\n")):
+            os.kill(process.pid, signal.SIGTERM)  # not terminate(): it may reap the child
+            break
+    process.stdout.close()
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0 and not stop:
+        tail = "\n".join(text for _, text in lines[-15:])
+        raise BenchmarkError(
+            f"`{' '.join(map(str, command))}` exited {process.returncode}:\n{tail}"
+        )
+    rss_unit = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    return Run(wall=wall, peak_rss=usage.ru_maxrss * rss_unit, lines=lines)
+
+
+def repeat(count, measure):
+    """Call measure(i) count times; a list of Runs."""
+    return [measure(index) for index in range(count)]
+
+
+def median_wall(runs):
+    return statistics.median(run.wall for run in runs)
+
+
+def peak_rss(runs):
+    return max(run.peak_rss for run in runs)
+
+
+def status(passed):
+    return "PASS" if passed else "MISS"
+
+
+def seconds(value):
+    return f"{value:.2f} s" if value < 100 else f"{value:.0f} s"
+
+
+def megabytes(value):
+    return f"{value / 2**20:.0f} MiB"
+
+
+def kilobytes(value):
+    return f"{value / 1024:.1f} KiB"
+
+
+def percent(value):
+    return f"{100 * value:.2f} %"
+
+
+def cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+TORCH_INFO = """
+import json, torch
+gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+print(json.dumps({"torch": torch.__version__, "gpu": ", ".join(gpus) or "none"}))
+"""
+
+
+def machine_info():
+    """What the figures depend on: host, OS, cores, CPU, GPU, Python and torch versions."""
+    info = {
+        "host": socket.gethostname(),
+        "os": f"{platform.system()} {platform.release()}",
+        "cores": os.cpu_count(),
+        "cpu": cpu_model(),
+        "python": platform.python_version(),
+    }
+    # torch is asked in a child: imported here, it would make this process large, and every
+    # child's peak RSS starts from its parent's (the kernel carries it across fork and exec).
+    probe = subprocess.run(
+        [sys.executable, "-c", TORCH_INFO], capture_output=True, text=True, check=False
+    )
+    if probe.returncode == 0:
+        info.update(json.loads(probe.stdout))
+    else:
+        info.update(torch="not installed", gpu="none")
+    return info
+
+
+def format_table(machine, rows, when):
+    """The report: a heading line with date and machine, then one Markdown table row per figure."""
+    lines = [
+        f"Measured {when:%Y-%m-%d %H:%M} UTC on `{machine['host']}`: {machine['cores']} cores, "
+        f"{machine['cpu']}, GPU: {machine['gpu']}, {machine['os']}, Python {machine['python']}, "
+        f"torch {machine['torch']}.",
+        "",
+        "| figure (what is timed) | runs | ours | baseline | target | status |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        cells = [row.figure, row.runs, row.ours, row.baseline, row.target, row.status]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def source_tarball_size(source_dir, ignore_patterns, work):
+    """Bytes of a tar.gz of what the SageMaker SDK uploads from source_dir.
+
+    The SDK copies source_dir with shutil.ignore_patterns(*ignore_patterns) and uploads the copy;
+    packing that copy gives the size the upload amounts to.
+    """
+    staged = Path(work) / "source"
+    shutil.rmtree(staged, ignore_errors=True)
+    shutil.copytree(source_dir, staged, ignore=shutil.ignore_patterns(*ignore_patterns))
+    tarball = Path(work) / "source.tar.gz"
+    with tarfile.open(tarball, "w:gz") as archive:
+        archive.add(staged, arcname=".")
+    return tarball.stat().st_size
+
+
+class Bench:
+    """The measurements, sharing one temporary folder and one rendered project."""
+
+    def __init__(self, work, repeats, baseline_repeats):
+        self.work = Path(work)
+        self.repeats = repeats
+        self.baseline_repeats = baseline_repeats
+        self.python = sys.executable
+        self.project = None
+        self.full_data = None
+
+    def fresh(self, name):
+        folder = self.work / name
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        return folder
+
+    def train_command(self, run_dir, data_dir, epochs=1):
+        """The rendered train.py with its defaults, writing only into run_dir."""
+        return [
+            self.python,
+            self.project / "src" / "train.py",
+            "--epochs",
+            epochs,
+            "--data-dir",
+            data_dir,
+            "--model-dir",
+            run_dir / "model",
+            "--output-data-dir",
+            run_dir / "output",
+            "--checkpoint-dir",
+            run_dir / "checkpoints",  # fresh, so no run resumes from another
+        ]
+
+    def prepare_command(self, out, train_size, test_size):
+        return [
+            self.python,
+            self.project / "scripts" / "prepare_dataset.py",
+            "synthetic",
+            "--train-size",
+            train_size,
+            "--test-size",
+            test_size,
+            "--out",
+            out,
+        ]
+
+    def render(self):
+        def once(index):
+            output = self.fresh(f"render-{index}")
+            command = [self.python, "-m", "cookiecutter", "--no-input", "--default-config"]
+            return run_process([*command, TEMPLATE, "-o", output])
+
+        runs = repeat(self.repeats, once)
+        (self.project,) = (self.work / f"render-{self.repeats - 1}").iterdir()
+        wall = median_wall(runs)
+        return [
+            Row(
+                "1 render: `cookiecutter --no-input` with the defaults, whole process",
+                ours=seconds(wall),
+                target=f"≤ {RENDER_TARGET_S} s",
+                status=status(wall <= RENDER_TARGET_S),
+                runs=str(len(runs)),
+            )
+        ]
+
+    def smoke(self):
+        def once(index):
+            run_dir = self.fresh(f"smoke-{index}")
+            prepare = run_process(self.prepare_command(run_dir / "data", SMOKE_TRAIN, SMOKE_TEST))
+            train = run_process(self.train_command(run_dir, run_dir / "data"))
+            return Run(prepare.wall + train.wall, max(prepare.peak_rss, train.peak_rss))
+
+        runs = repeat(self.repeats, once)
+        wall = median_wall(runs)
+        return [
+            Row(
+                f"2 smoke: `prepare_dataset.py synthetic --train-size {SMOKE_TRAIN} --test-size "
+                f"{SMOKE_TEST}` + `train.py --epochs 1` on it, two whole processes, summed",
+                ours=seconds(wall),
+                target=f"≤ {SMOKE_TARGET_S:.0f} s",
+                status=status(wall <= SMOKE_TARGET_S),
+                runs=str(len(runs)),
+            )
+        ]
+
+    def prepare_full(self):
+        self.full_data = self.fresh("data-60k")
+        run = run_process(self.prepare_command(self.full_data, FULL_TRAIN, FULL_TEST))
+        return [
+            Row(
+                f"3a data: `prepare_dataset.py synthetic` ({FULL_TRAIN:,} train + {FULL_TEST:,} "
+                "test), the set both trainings below use",
+                ours=seconds(run.wall),
+            )
+        ]
+
+    def time_to_accuracy(self):
+        def ours(index):
+            run_dir = self.fresh(f"ours-{index}")
+            return run_process(self.train_command(run_dir, self.full_data))
+
+        def baseline(index):
+            return run_process([self.python, BASELINE, "--data-dir", self.full_data])
+
+        our_runs = repeat(self.repeats, ours)
+        base_runs = repeat(self.baseline_repeats, baseline)
+        our_wall, base_wall = median_wall(our_runs), median_wall(base_runs)
+        our_accuracy = statistics.median(run.final_accuracy() for run in our_runs)
+        base_accuracy = statistics.median(run.final_accuracy() for run in base_runs)
+        ratio = our_wall / base_wall
+        runs = f"{len(our_runs)} / {len(base_runs)}"
+        return [
+            Row(
+                f"3b one epoch on the {FULL_TRAIN:,} set: `train.py --epochs 1` vs "
+                "`benchmarks/baseline.py`, whole process (start-up, load, train, test, save)",
+                ours=seconds(our_wall),
+                baseline=seconds(base_wall),
+                runs=runs,
+            ),
+            Row(
+                "3c ratio of the one-epoch wall times, ours / baseline",
+                ours=f"{ratio:.3f}",
+                target=f"≤ {EPOCH_RATIO_TARGET}",
+                status=status(ratio <= EPOCH_RATIO_TARGET),
+                runs=runs,
+            ),
+            Row(
+                f"3d test accuracy after that epoch ({FULL_TEST:,} test images)",
+                ours=percent(our_accuracy),
+                baseline=percent(base_accuracy),
+                target=f"≥ baseline − {100 * ACCURACY_MARGIN:.0f} points",
+                status=status(our_accuracy >= base_accuracy - ACCURACY_MARGIN - 1e-9),
+                runs=runs,
+            ),
+            Row(
+                f"4a throughput: {FULL_TRAIN:,} training images / that whole-process wall time",
+                ours=f"{FULL_TRAIN / our_wall:,.0f} images/s",
+                baseline=f"{FULL_TRAIN / base_wall:,.0f} images/s",
+                runs=runs,
+            ),
+            Row(
+                "4b peak memory: largest peak RSS of that training process",
+                ours=megabytes(peak_rss(our_runs)),
+                baseline=megabytes(peak_rss(base_runs)),
+                target="≤ 1 GiB",
+                status=status(peak_rss(our_runs) <= PEAK_MEMORY_TARGET_BYTES),
+                runs=runs,
+            ),
+        ]
+
+    def launcher(self):
+        def once(index):
+            command = [self.python, self.project / "scripts" / "run_job.py", "--dry-run"]
+            return run_process([*command, "--config", self.project / "config" / "exp001.yaml"])
+
+        runs = repeat(self.repeats, once)
+        wall = median_wall(runs)
+        size = source_tarball_size(self.project / "src", self.ignore_patterns(), self.work)
+        return [
+            Row(
+                "5a `run_job.py --config config/exp001.yaml --dry-run`, whole process",
+                ours=seconds(wall),
+                target=f"≤ {DRY_RUN_TARGET_S:.0f} s",
+                status=status(wall <= DRY_RUN_TARGET_S),
+                runs=str(len(runs)),
+            ),
+            Row(
+                "5b source size: tar.gz of the src/ files the launcher uploads (its ignore "
+                "patterns applied)",
+                ours=kilobytes(size),
+                target="≤ 64 KiB",
+                status=status(size <= TARBALL_TARGET_BYTES),
+            ),
+        ]
+
+    def ignore_patterns(self):
+        """The launcher's SourceCode.ignore_patterns, read from the rendered scripts."""
+        code = "import json, job_request; print(json.dumps(job_request.IGNORE_PATTERNS))"
+        run = run_process([self.python, "-c", code], cwd=self.project / "scripts")
+        return json.loads(run.lines[-1][1])
+
+    def gpu(self):
+        """On CUDA only: seconds until an epoch line reports GPU_ACCURACY (the figures above
+        already ran on the GPU, since train.py and the baseline both pick CUDA when present)."""
+
+        def reached(line):
+            match = EPOCH_LINE.match(line)
+            return bool(match) and float(match["accuracy"]) >= GPU_ACCURACY
+
+        def ours(index):
+            command = self.train_command(self.fresh(f"gpu-{index}"), self.full_data, GPU_EPOCHS)
+            return run_process(command, stop=reached)
+
+        def baseline(index):
+            command = [self.python, BASELINE, "--data-dir", self.full_data]
+            return run_process([*command, "--epochs", GPU_EPOCHS], stop=reached)
+
+        our_time = statistics.median(
+            seconds_to(run, GPU_ACCURACY) for run in repeat(self.repeats, ours)
+        )
+        base_time = statistics.median(
+            seconds_to(run, GPU_ACCURACY) for run in repeat(self.baseline_repeats, baseline)
+        )
+        return [
+            Row(
+                f"6 GPU: time to {100 * GPU_ACCURACY:.0f} % test accuracy on the {FULL_TRAIN:,} "
+                f"set (at most {GPU_EPOCHS} epochs), from process start",
+                ours=format_optional_seconds(our_time),
+                baseline=format_optional_seconds(base_time),
+                runs=f"{self.repeats} / {self.baseline_repeats}",
+            )
+        ]
+
+
+def seconds_to(run, accuracy):
+    """Seconds from process start to the first epoch line at or above accuracy (inf if never)."""
+    for moment, reached in run.accuracies():
+        if reached >= accuracy:
+            return moment
+    return float("inf")
+
+
+def format_optional_seconds(value):
+    return seconds(value) if value != float("inf") else f"not reached in {GPU_EPOCHS} epochs"
+
+
+def measure_all(bench, gpu):
+    """Every figure, in table order; a figure whose process fails becomes an ERROR row."""
+    steps = [bench.render, bench.smoke, bench.prepare_full, bench.time_to_accuracy, bench.launcher]
+    if gpu:
+        steps.append(bench.gpu)
+    rows = []
+    for step in steps:
+        print(f"measuring: {step.__name__} ...", file=sys.stderr, flush=True)
+        try:
+            rows.extend(step())
+        except (BenchmarkError, OSError, ValueError) as error:
+            first_line = str(error).strip().splitlines()[0]
+            rows.append(Row(f"{step.__name__}: failed", ours=first_line, status="ERROR"))
+            print(error, file=sys.stderr)
+    return rows
+
+
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--repeats", type=positive_int, default=3, help="runs per figure; the median is shown"
+    )
+    parser.add_argument(
+        "--baseline-repeats",
+        type=positive_int,
+        default=1,
+        help="runs of the baseline epoch (minutes each on a small CPU; default 1)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="one run per figure (same as --repeats 1)"
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=BENCHMARKS / "results",
+        help="folder for <date>-<host>.md (default: benchmarks/results/)",
+    )
+    parser.add_argument(
+        "--keep", type=Path, help="measure in this folder and keep it (default: a temporary one)"
+    )
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    repeats = 1 if args.quick else args.repeats
+    baseline_repeats = 1 if args.quick else args.baseline_repeats
+    machine = machine_info()
+    when = datetime.datetime.now(datetime.timezone.utc)
+    with tempfile.TemporaryDirectory(prefix="sm-template-bench-") as temporary:
+        work = args.keep or Path(temporary)
+        work.mkdir(parents=True, exist_ok=True)
+        rows = measure_all(Bench(work, repeats, baseline_repeats), gpu=machine["gpu"] != "none")
+    table = format_table(machine, rows, when)
+    print(table)
+    args.results.mkdir(parents=True, exist_ok=True)
+    result_file = args.results / f"{when:%Y-%m-%d}-{machine['host']}.md"
+    result_file.write_text(table, "utf-8")
+    (BENCHMARKS / "LATEST.md").write_text(table, "utf-8")
+    print(f"wrote {result_file} and {BENCHMARKS / 'LATEST.md'}", file=sys.stderr)
+    if any(row.status == "ERROR" for row in rows):
+        sys.exit("error: some figures could not be measured (see the ERROR rows)")
+
+
+if __name__ == "__main__":
+    main()
