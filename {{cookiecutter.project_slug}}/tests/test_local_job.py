@@ -1,0 +1,180 @@
+"""--local runs the entry script under the contract of SDK v3's container drivers.
+
+A probe entry script records its argv, working folder and environment; they must equal what the
+SDK's own driver code (sagemaker/train/container_drivers/) computes for the same request.
+"""
+
+import importlib.util
+import json
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+from aws_fakes import PROJECT_ROOT, REGION  # puts scripts/ on sys.path
+
+pytest_plugins = ["aws_fakes"]
+
+import job_config  # noqa: E402
+import job_request  # noqa: E402
+import local_job  # noqa: E402
+
+PROBE = """
+import json, os, sys
+record = {"argv": sys.argv, "cwd": os.getcwd(), "env": dict(os.environ)}
+with open(os.path.join(os.environ["SM_MODEL_DIR"], "probe.json"), "w") as f:
+    json.dump(record, f)
+with open(os.path.join(os.environ["SM_OUTPUT_DATA_DIR"], "metrics.csv"), "w") as f:
+    f.write("epoch,train_loss,test_loss,test_accuracy\\n")
+print("epoch=1 train_loss=0.5 test_loss=0.4 test_accuracy=0.9")
+sys.exit(int(os.environ.get("PROBE_EXIT", "0")))
+"""
+
+# Values of every type a YAML config can hold, as the container would receive them.
+HYPERPARAMETERS = {"epochs": 3, "lr": 0.001, "flag": True, "name": "a b", "sizes": [1, 2]}
+
+
+def sdk_driver_module(relative_path):
+    """Load one of the SDK's container driver scripts the way the container runs it."""
+    import sagemaker.train
+
+    drivers = Path(sagemaker.train.__file__).parent / "container_drivers"
+    saved_path, saved_modules = list(sys.path), set(sys.modules)
+    spec = importlib.util.spec_from_file_location(
+        f"sdk_{Path(relative_path).stem}", drivers / relative_path
+    )
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)  # it puts container_drivers/ on sys.path for `common`
+    finally:
+        sys.path[:] = saved_path
+        for name in set(sys.modules) - saved_modules:
+            if name == "common" or name.startswith("common."):
+                del sys.modules[name]
+    return module
+
+
+@pytest.fixture
+def probe_run(tmp_path, monkeypatch, aws_credentials):
+    """The request run_job.py builds for a probe entry script, run through local_job."""
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / job_config.ENTRY_SCRIPT).write_text(PROBE)
+    (source / "requirements.txt").write_text("")
+    training = tmp_path / "dataset"
+    (training / "MNIST" / "raw").mkdir(parents=True)
+    (training / "MNIST" / "raw" / "train-images-idx3-ubyte").write_bytes(b"data")
+    monkeypatch.setattr(job_request, "SOURCE_DIR", source)
+    spec = job_request.JobSpec(
+        region=REGION,
+        role_arn=job_request.role_arn("Role"),
+        image_uri="image",
+        instance_type="ml.m5.xlarge",
+        instance_count=1,
+        dataset_uri=str(training),
+        experiment="probe",
+        input_mode="FastFile",
+        environment={"FROM_REQUEST": "yes"},
+    )
+    config = job_config.JobConfig(
+        path=Path("probe.yaml"), name="probe", hyperparameters=HYPERPARAMETERS
+    )
+
+    def run(exit_code=0):
+        monkeypatch.setenv("PROBE_EXIT", str(exit_code))
+        with job_request.offline_session(REGION, "bucket") as session:
+            request = job_request.build_request(spec, config, "probe-probe", session)
+            channels = {"training": training}
+            for channel in request["InputDataConfig"][1:]:
+                channels[channel["ChannelName"]] = session.staged[
+                    channel["DataSource"]["S3DataSource"]["S3Uri"]
+                ]
+            workdir = tmp_path / f"work{exit_code}"
+            return (
+                request,
+                workdir,
+                local_job.run_container(request, channels, workdir, echo=lambda _: None),
+            )
+
+    return run
+
+
+def test_argv_matches_the_sdk_basic_script_driver(probe_run, monkeypatch):
+    request, workdir, run = probe_run()
+    probe = json.loads((workdir / "opt/ml/model/probe.json").read_text())
+    driver = sdk_driver_module("distributed_drivers/basic_script_driver.py")
+    monkeypatch.setenv("SM_ENTRY_SCRIPT", probe["env"]["SM_ENTRY_SCRIPT"])
+    monkeypatch.setenv("SM_HPS", probe["env"]["SM_HPS"])
+
+    python, *argv = driver.create_commands()
+
+    assert run.status == "Completed"
+    assert probe["argv"] == argv
+    assert argv[:3] == ["train.py", "--epochs", "3"]
+    assert ["--flag", "true", "--name", "a b", "--sizes", "[1, 2]"] == argv[-6:]
+    assert probe["cwd"] == str(workdir / "opt/ml/input/data/code")
+    assert run.log_events[0][1] == f"Executing command: {python} {' '.join(argv)}"
+
+
+def test_environment_matches_the_sdk_environment_script(probe_run, monkeypatch, tmp_path):
+    request, workdir, run = probe_run()
+    probe = json.loads((workdir / "opt/ml/model/probe.json").read_text())
+    opt_ml = workdir / "opt" / "ml"
+    environment_script = sdk_driver_module("scripts/environment.py")
+    drivers = opt_ml / "input/data/sm_drivers"
+    monkeypatch.setattr(
+        environment_script,
+        "read_source_code_json",
+        lambda: json.loads((drivers / "sourcecode.json").read_text()),
+    )
+    monkeypatch.setattr(
+        environment_script,
+        "read_distributed_json",
+        lambda: json.loads((drivers / "distributed.json").read_text()),
+    )
+    monkeypatch.setenv("TRAINING_JOB_NAME", request["TrainingJobName"])
+    exported = tmp_path / "sm_training.env"
+
+    environment_script.set_env(
+        *(
+            json.loads((opt_ml / "input/config" / name).read_text())
+            for name in ["resourceconfig.json", "inputdataconfig.json", "hyperparameters.json"]
+        ),
+        output_file=str(exported),
+    )
+
+    sdk = dict(
+        line.removeprefix("export ").split("=", 1) for line in exported.read_text().splitlines()
+    )
+    sdk = {key: value.removeprefix("'").removesuffix("'") for key, value in sdk.items()}
+    local = {
+        key: value.replace(str(opt_ml), "/opt/ml")
+        for key, value in probe["env"].items()
+        if key.startswith("SM_")
+    }
+    assert local == sdk
+    assert json.loads(sdk["SM_CHANNELS"]) == ["training", "code", "sm_drivers"]
+    assert probe["env"]["TRAINING_JOB_NAME"] == request["TrainingJobName"]
+    assert probe["env"]["FROM_REQUEST"] == "yes"
+    assert (
+        opt_ml / "input/data/training/MNIST/raw/train-images-idx3-ubyte"
+    ).read_bytes() == b"data"
+
+
+def test_model_and_output_archives_hold_the_folders_content(probe_run):
+    _, _, run = probe_run()
+
+    with tarfile.open(run.model_tar) as model, tarfile.open(run.output_tar) as output:
+        assert model.getnames() == ["probe.json"]
+        assert output.getnames() == ["metrics.csv"]
+
+
+def test_failing_entry_script_fails_the_job_with_its_last_words_and_keeps_outputs(probe_run):
+    _, workdir, run = probe_run(exit_code=3)
+
+    assert (run.status, run.exit_code) == ("Failed", 3)
+    assert "exited with code 3" in run.failure_reason
+    assert "test_accuracy=0.9" in run.failure_reason
+    assert (workdir / "opt/ml/output/failure").read_text() == run.failure_reason
+    with tarfile.open(run.output_tar) as output:
+        assert output.getnames() == ["metrics.csv"]
