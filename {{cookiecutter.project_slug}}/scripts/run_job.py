@@ -77,7 +77,9 @@ def build_parser():
         default=defaults.EXPERIMENT_NAME,
         help="experiment: prefixes job names <exp>-<config>-<timestamp> (default: %(default)s)",
     )
-    parser.add_argument("--instance-type", default=defaults.INSTANCE_TYPE, help="%(default)s")
+    parser.add_argument(
+        "--instance-type", default=defaults.INSTANCE_TYPE, help="default: %(default)s"
+    )
     parser.add_argument(
         "--instance-count",
         type=positive_int,
@@ -85,13 +87,15 @@ def build_parser():
         help="hosts; each runs train.py (default: %(default)s)",
     )
     parser.add_argument(
-        "--region", default=aws_env.default_region(), help="default: $AWS_REGION or %(default)s"
+        "--region",
+        default=aws_env.default_region(),
+        help=f"default: $AWS_REGION, else {defaults.AWS_REGION}",
     )
     parser.add_argument(
         "--role",
         default=os.environ.get("SAGEMAKER_ROLE_ARN") or defaults.SAGEMAKER_ROLE,
         help=f"execution role name (in account {defaults.AWS_ACCOUNT_ID}) or ARN "
-        "(default: $SAGEMAKER_ROLE_ARN or %(default)s)",
+        f"(default: $SAGEMAKER_ROLE_ARN, else {defaults.SAGEMAKER_ROLE})",
     )
     custom = ", or this project's ECR image" if defaults.CONTAINER == "custom" else ""
     parser.add_argument(
@@ -103,7 +107,8 @@ def build_parser():
         "--input-mode",
         type=input_mode,
         default="File",
-        help="File: copy the dataset before training; FastFile: stream it (default: %(default)s)",
+        help="File: copy the dataset before training; FastFile: stream it from S3 as read "
+        "(default: %(default)s; Pipe does not suit train.py)",
     )
     parser.add_argument(
         "--use-spot",

@@ -37,8 +37,13 @@ REGION = defaults.AWS_REGION
 
 
 def run_script(command, env, cwd, timeout=300):
-    """Run a project script as a user would (argv list; .sh through bash, .py through Python)."""
+    """Run a project script as a user would (argv list; .sh through bash, .py through Python).
+
+    Shell scripts find `python` on PATH, as in an activated virtual environment.
+    """
     program = ["bash"] if str(command[0]).endswith(".sh") else [sys.executable]
+    if program == ["bash"]:
+        env = {**env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"}
     return subprocess.run(
         [*program, *map(str, command)],
         env=env,

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from aws_fakes import PROJECT_ROOT, REGION, run_script, upload_folder  # puts scripts/ on sys.path
@@ -449,3 +450,44 @@ def test_job_names_fit_sagemakers_limit():
     assert job_config.config_name("my_exp.v2.yaml") == "my-exp-v2"
     with pytest.raises(job_config.ConfigError, match="too long"):
         job_config.base_job_name("e" * 48, "exp001")
+
+
+@pytest.mark.slow
+def test_readme_walkthrough_runs_end_to_end_and_local_gives_what_sagemaker_gives(
+    fake_sagemaker, tmp_path
+):
+    import shutil
+
+    project = tmp_path / "project"
+    for folder in ["scripts", "src", "config"]:
+        shutil.copytree(
+            PROJECT_ROOT / folder, project / folder, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    (project / "config" / "exp001.yaml").write_text("epochs: 1\nbatch-size: 64\n")
+    steps = [
+        ["scripts/prepare_dataset.py", "synthetic", "--train-size", "2000", "--test-size", "500"],
+        ["src/train.py", "--epochs", "1"],
+        ["scripts/upload_dataset.py"],
+        ["scripts/run_job.sh", "001", "--poll-seconds", "0.2"],
+        ["scripts/run_job.py", "--local"],
+    ]
+    for step in steps:
+        done = run_script([project / step[0], *step[1:]], env=environment(), cwd=tmp_path)
+        assert done.returncode == 0, f"{step}:\n{done.stdout}\n{done.stderr}"
+
+    cloud, local = (
+        json.loads((folder / "exp.json").read_text())
+        for folder in result_folders(project / "result" / "model")
+    )
+    assert (cloud["mode"], local["mode"]) == ("sagemaker", "local")
+    assert cloud["status"] == local["status"] == "Completed"
+    assert cloud.keys() == local.keys()
+    assert cloud["hyperparameters"] == local["hyperparameters"]
+    assert cloud["final_metrics"].keys() == local["final_metrics"].keys()
+
+    def content(summary):
+        folder = Path(summary["results_dir"])
+        return sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*"))
+
+    assert content(cloud) == content(local)
+    assert {"exp.json", "logs.txt", "model/model.pt", "output/metrics.csv"} <= set(content(cloud))
