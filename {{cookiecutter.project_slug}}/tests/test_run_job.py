@@ -300,6 +300,41 @@ def test_dry_run_prints_the_request_without_any_aws_call(aws_call_recorder, tmp_
     assert aws_call_recorder == []
 
 
+def test_dry_run_imports_neither_torch_nor_the_training_code(aws_call_recorder, tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", RUN_JOB, "--dry-run"],
+        env=environment(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+
+    assert done.returncode == 0, done.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()}
+    assert "json" in imported  # the listing is there
+    assert not {"torch", "torchvision", "train", "model", "data"} & imported
+
+
+def test_run_job_sh_names_the_missing_config_and_lists_the_others(tmp_path):
+    done = run_script(
+        [PROJECT_ROOT / "scripts" / "run_job.sh", "999"], env=environment(), cwd=tmp_path
+    )
+
+    assert done.returncode == 2
+    assert f"no config file {PROJECT_ROOT / 'config' / 'exp999.yaml'}" in done.stderr
+    assert "exp001.yaml" in done.stderr
+    usage = run_script([PROJECT_ROOT / "scripts" / "run_job.sh"], env=environment(), cwd=tmp_path)
+    assert usage.returncode == 2 and "usage: bash scripts/run_job.sh NUMBER" in usage.stderr
+
+
+def test_local_run_without_a_dataset_says_how_to_make_one(aws_call_recorder, tmp_path):
+    done = run_job("--local", "--dataset-uri", tmp_path / "none", env=environment(), cwd=tmp_path)
+
+    assert done.returncode == 2
+    assert "prepare_dataset.py synthetic" in done.stderr
+    assert aws_call_recorder == []
+
+
 def normalized(request):
     """The request with the job's timestamp replaced, so it compares across runs."""
     text = json.dumps(request)
