@@ -11,7 +11,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from aws_fakes import PROJECT_ROOT, REGION  # puts scripts/ on sys.path
+from aws_fakes import REGION  # puts scripts/ on sys.path
 
 pytest_plugins = ["aws_fakes"]
 

@@ -87,7 +87,9 @@ def test_interrupted_upload_is_completed_by_a_rerun(aws, dataset):
 
     broken.meta.events.register("before-parameter-build.s3.PutObject", connection_drops)
 
-    with pytest.raises(RuntimeError, match=r"1 of 4 files failed(.|\n)*t10k-images-idx3-ubyte: ConnectionError"):
+    with pytest.raises(
+        RuntimeError, match=r"1 of 4 files failed(.|\n)*t10k-images-idx3-ubyte: ConnectionError"
+    ):
         upload_dataset.upload(broken, dataset, BUCKET, "dataset")
     assert len(stored(s3)) == 3
 
