@@ -190,6 +190,11 @@ def parse_args(argv=None):
     arn = getattr(args, "mlflow_tracking_arn", None)
     if arn and not arn.startswith("arn:aws"):
         parser.error(f"--mlflow-tracking-arn: expected arn:aws:sagemaker:..., got {arn!r}")
+    if args.checkpoint_uri:
+        try:
+            aws_env.split_s3_uri(args.checkpoint_uri)
+        except ValueError as error:
+            parser.error(f"--checkpoint-uri: {error}")
     if args.dataset_uri is None:
         bucket = aws_env.default_bucket(args.region)
         args.dataset_uri = str(aws_env.DATASET_DIR) if args.local else aws_env.dataset_uri(bucket)

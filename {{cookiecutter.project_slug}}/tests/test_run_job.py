@@ -68,7 +68,7 @@ def test_job_runs_and_its_model_outputs_and_logs_come_back(
     assert done.returncode == 0, done.stdout + done.stderr
     folder, exp = only_result(out)
     assert folder.name == job_results.job_timestamp(exp["job_name"])
-    assert re.fullmatch(rf"{defaults.EXPERIMENT_NAME}-tiny-\d{{14}}", exp["job_name"])
+    assert re.fullmatch(re.escape(defaults.EXPERIMENT_NAME) + r"-tiny-\d{14}", exp["job_name"])
     assert (folder / "model" / "model.pt").stat().st_size > 0
     assert (
         (folder / "output" / "metrics.csv")
@@ -373,8 +373,11 @@ def test_dry_run_request_snapshot_with_spot(aws_call_recorder, tmp_path, tiny_co
         assert image == f"{registry}/{defaults.PROJECT_SLUG}:latest"
     else:
         assert re.fullmatch(
-            rf"\d{{12}}\.dkr\.ecr\.{REGION}\.amazonaws\.com(\.cn)?/pytorch-training:"
-            rf"{re.escape(defaults.PYTORCH_VERSION)}-cpu-py3\d+",
+            r"\d{12}\.dkr\.ecr\."
+            + REGION
+            + r"\.amazonaws\.com(\.cn)?/pytorch-training:"
+            + re.escape(defaults.PYTORCH_VERSION)
+            + r"-cpu-py3\d+",
             image,
         ), image
     expected_environment = {"PYTHONUNBUFFERED": "1"}
