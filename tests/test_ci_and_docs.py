@@ -7,6 +7,8 @@ import shlex
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass, field
+from itertools import zip_longest
 from pathlib import Path
 
 import pytest
@@ -236,7 +238,7 @@ def cruft_project(template_repo, tmp_path):
 def test_cruft_create_renders_what_cookiecutter_renders_and_records_provenance(
     template_repo, cruft_project, tmp_path
 ):
-    plain = render(tmp_path / "plain", **CRUFT_OPTIONS)
+    plain = render(tmp_path / "plain", template_repo, **CRUFT_OPTIONS)
     assert snapshot(cruft_project) == snapshot(plain)
     provenance = json.loads((cruft_project / ".cruft.json").read_text())
     assert provenance["template"] == str(template_repo)
@@ -305,33 +307,45 @@ def option_id(options):
     return "-".join(str(value).lower() for value in options.values())
 
 
+INLINE_COMMAND = re.compile(r"(python3? |bash |nox |mlflow )")
+
+
+@dataclass
+class Section:
+    heading: str
+    text: list = field(default_factory=list)  # every line under the heading
+    prose: list = field(default_factory=list)  # lines outside code blocks
+    commands: list = field(default_factory=list)  # shell commands, comments dropped
+
+    def inline_commands(self):
+        """Commands quoted in the prose as `python ...`, even when the span wraps a line."""
+        spans = re.findall(r"`([^`]+)`", " ".join(self.prose))
+        return [span for span in spans if INLINE_COMMAND.match(span)]
+
+
 class Readme:
-    """A README split into `##` sections: headings, shell commands, and inline commands."""
+    """A README as `##` sections with their text, shell commands and inline commands."""
 
     def __init__(self, path):
         self.path = path
-        self.heading_levels = []
-        self.sections = [{"heading": "(preamble)", "commands": [], "text": ""}]
+        self.headings = []  # every heading line, any level, in order
+        self.sections = [Section("(preamble)")]
         fence = None
         pending = ""
         for line in path.read_text("utf-8").splitlines():
+            section = self.sections[-1]
             if line.startswith("```"):
                 fence = line[3:].strip().lower() if fence is None else None
                 continue
-            section = self.sections[-1]
+            if fence is None and re.match(r"#{1,6} ", line):
+                self.headings.append(line)
+                if line.startswith("## "):
+                    self.sections.append(Section(line))
+                    continue
+            section.text.append(line)
             if fence is None:
-                heading = re.match(r"(#{1,6}) ", line)
-                if heading:
-                    self.heading_levels.append(len(heading.group(1)))
-                    if heading.group(1) == "##":
-                        self.sections.append({"heading": line, "commands": [], "text": ""})
-                        continue
-                section["text"] += line + "\n"
-                for span in re.findall(r"`([^`]+)`", line):
-                    if re.match(r"(python3? |bash |nox |mlflow )", span):
-                        section.setdefault("inline", []).append(span)
+                section.prose.append(line)
             elif fence in SHELL_FENCES:
-                section["text"] += line + "\n"
                 pending += line
                 if pending.endswith("\\"):
                     pending = pending[:-1] + " "
@@ -339,12 +353,29 @@ class Readme:
                 tokens = shell_tokens(pending)
                 pending = ""
                 if tokens:
-                    section["commands"].append(" ".join(tokens))
+                    section.commands.append(" ".join(tokens))
+
+    def heading_levels(self):
+        return [len(line) - len(line.lstrip("#")) for line in self.headings]
 
     def all_commands(self):
         for section in self.sections:
-            yield from section["commands"]
-            yield from section.get("inline", [])
+            yield from section.commands
+            yield from section.inline_commands()
+
+    def anchors(self):
+        """The ids GitHub gives the headings (github-slugger: lowercase, drop punctuation)."""
+        seen = {}
+        for line in self.headings:
+            text = re.sub(r"[`*_]", "", line.lstrip("#").strip()).lower()
+            slug = re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+            count = seen.get(slug, 0)
+            seen[slug] = count + 1
+            yield slug if count == 0 else f"{slug}-{count}"
+
+    def local_links(self):
+        prose = " ".join(line for section in self.sections for line in section.prose)
+        return re.findall(r"\]\(#([^)\s]+)\)", prose)
 
 
 def shell_tokens(line):
@@ -408,6 +439,8 @@ def help_texts():
         key = (project, tuple(argv))
         if key not in cache:
             env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+            # Scripts call `python`: the environment the README's Setup activates.
+            env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]])
             cache[key] = subprocess.run(
                 argv,
                 cwd=project,
@@ -427,9 +460,9 @@ def test_every_render_has_the_english_and_the_japanese_readme(documented_project
 
 def test_readmes_have_the_same_sections_in_the_same_order(documented_project):
     english, japanese = (Readme(documented_project / name) for name in READMES)
-    assert japanese.heading_levels == english.heading_levels, (
+    assert japanese.heading_levels() == english.heading_levels(), (
         "README.ja.md must mirror README.md heading by heading:\n"
-        + "\n".join(s["heading"] for s in english.sections)
+        + "\n".join(f"{en}  |  {ja}" for en, ja in zip_longest(english.headings, japanese.headings))
     )
     assert len(english.sections) > 6, "README.md has fewer sections than the walkthrough needs"
 
@@ -437,13 +470,22 @@ def test_readmes_have_the_same_sections_in_the_same_order(documented_project):
 def test_every_readme_section_has_content(documented_project):
     for name in READMES:
         for section in Readme(documented_project / name).sections[1:]:
-            assert section["text"].strip(), f"{name}: section {section['heading']!r} is empty"
+            assert "".join(section.text).strip(), f"{name}: section {section.heading!r} is empty"
 
 
 def test_readmes_show_the_same_commands_section_by_section(documented_project):
     english, japanese = (Readme(documented_project / name) for name in READMES)
-    assert [s["commands"] for s in japanese.sections] == [s["commands"] for s in english.sections]
-    assert sum(len(s["commands"]) for s in english.sections) >= 5
+    for en, ja in zip(english.sections, japanese.sections, strict=True):
+        assert ja.commands == en.commands, f"{en.heading!r} vs {ja.heading!r}"
+    assert sum(len(section.commands) for section in english.sections) >= 5
+
+
+def test_readme_links_to_sections_point_at_headings(documented_project):
+    for name in READMES:
+        readme = Readme(documented_project / name)
+        anchors = set(readme.anchors())
+        for target in readme.local_links():
+            assert target in anchors, f"{name}: link #{target} has no heading ({sorted(anchors)})"
 
 
 def test_readmes_leave_no_template_syntax_behind(documented_project):
