@@ -13,16 +13,15 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import TEMPLATE_DIR, TEMPLATE_SPEC
 from cookiecutter.generate import is_copy_only_path
 from cookiecutter.main import cookiecutter
 
-TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
-PROJECT_TEMPLATE = TEMPLATE_ROOT / "{{cookiecutter.project_slug}}"
+PROJECT_TEMPLATE = TEMPLATE_DIR / "{{cookiecutter.project_slug}}"
 WORKFLOW = Path(".github/workflows/ci.yml")
-TEMPLATE_CONTEXT = json.loads((TEMPLATE_ROOT / "cookiecutter.json").read_text())
 
 
-def render(output_dir, template=TEMPLATE_ROOT, **options):
+def render(output_dir, template=TEMPLATE_DIR, **options):
     """Render `template` with default answers plus `options`; return the project folder."""
     extra = {
         key: str(value).lower() if isinstance(value, bool) else value
@@ -86,7 +85,7 @@ def nox_sessions(folder, names):
 
 def test_workflow_files_are_copied_without_rendering():
     # cookiecutter matches these patterns against paths relative to the project template folder.
-    assert is_copy_only_path(str(WORKFLOW), {"cookiecutter": TEMPLATE_CONTEXT})
+    assert is_copy_only_path(str(WORKFLOW), {"cookiecutter": TEMPLATE_SPEC})
 
 
 def test_rendered_workflow_is_the_template_file_byte_for_byte(default_project):
@@ -96,7 +95,7 @@ def test_rendered_workflow_is_the_template_file_byte_for_byte(default_project):
 
 
 def test_template_workflow_runs_lint_and_tests_on_python_3_10_to_3_13():
-    workflow = load_workflow(TEMPLATE_ROOT / WORKFLOW)
+    workflow = load_workflow(TEMPLATE_DIR / WORKFLOW)
     assert {"push", "pull_request"} <= set(workflow["on"])
     job = workflow["jobs"]["tests"]
     assert job["runs-on"] == "ubuntu-latest"
@@ -109,7 +108,7 @@ def test_template_workflow_runs_lint_and_tests_on_python_3_10_to_3_13():
 
 
 def test_template_workflow_runs_smoke_once_on_python_3_11():
-    job = load_workflow(TEMPLATE_ROOT / WORKFLOW)["jobs"]["smoke"]
+    job = load_workflow(TEMPLATE_DIR / WORKFLOW)["jobs"]["smoke"]
     assert "strategy" not in job
     (setup,) = uses(job, "actions/setup-python")
     assert setup["with"]["python-version"] == "3.11"
@@ -124,29 +123,29 @@ def matches_github_glob(path, pattern):
 
 @pytest.mark.parametrize("job_name", ["tests", "smoke"])
 def test_template_workflow_caches_pip_on_the_requirements_files(job_name):
-    job = load_workflow(TEMPLATE_ROOT / WORKFLOW)["jobs"][job_name]
+    job = load_workflow(TEMPLATE_DIR / WORKFLOW)["jobs"][job_name]
     assert uses(job, "actions/checkout")
     (setup,) = uses(job, "actions/setup-python")
     assert setup["with"]["cache"] == "pip"
     patterns = setup["with"]["cache-dependency-path"].split()
     requirements = [
-        *TEMPLATE_ROOT.glob("requirements*.txt"),
+        *TEMPLATE_DIR.glob("requirements*.txt"),
         *PROJECT_TEMPLATE.rglob("requirements*.txt"),
     ]
     assert len(requirements) >= 3
     for path in requirements:
-        relative = path.relative_to(TEMPLATE_ROOT)
+        relative = path.relative_to(TEMPLATE_DIR)
         assert any(matches_github_glob(relative, pattern) for pattern in patterns), relative
     assert any("python -m pip install nox" in line for line in run_lines(job))
 
 
 def test_template_workflow_sessions_exist_and_run_on_the_job_python():
-    jobs = load_workflow(TEMPLATE_ROOT / WORKFLOW)["jobs"]
+    jobs = load_workflow(TEMPLATE_DIR / WORKFLOW)["jobs"]
     job_python = {"tests": "${{ matrix.python-version }}", "smoke": "3.11"}
     for job_name, python in job_python.items():
         names = [name for line in run_lines(jobs[job_name]) for name in nox_sessions_in(line)]
         # A session pinned to other interpreters would fail on a runner that has only this one.
-        for name, pythons in nox_sessions(TEMPLATE_ROOT, names).items():
+        for name, pythons in nox_sessions(TEMPLATE_DIR, names).items():
             assert set(pythons) <= {None, False, python}, (job_name, name, pythons)
 
 
@@ -205,7 +204,7 @@ def snapshot(folder):
 def template_repo(tmp_path):
     """A git repository holding this template's working tree: what users point cruft at."""
     repo = tmp_path / "template"
-    shutil.copytree(TEMPLATE_ROOT, repo, ignore=NOT_TEMPLATE_FILES)
+    shutil.copytree(TEMPLATE_DIR, repo, ignore=NOT_TEMPLATE_FILES)
     git(repo, "init", "-q")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "template v1")
@@ -245,7 +244,7 @@ def test_cruft_create_renders_what_cookiecutter_renders_and_records_provenance(
     assert provenance["commit"] == git(template_repo, "rev-parse", "HEAD").strip()
     answers = provenance["context"]["cookiecutter"]
     assert answers["aws_region"] == "ap-northeast-1"
-    assert answers["experiment_tracking"] == TEMPLATE_CONTEXT["experiment_tracking"][0]
+    assert answers["experiment_tracking"] == TEMPLATE_SPEC["experiment_tracking"][0]
 
 
 def test_cruft_update_brings_template_changes_and_keeps_local_edits(
@@ -556,7 +555,7 @@ def test_post_gen_next_steps_are_commands_the_readme_shows(tmp_path):
             "-m",
             "cookiecutter",
             "--no-input",
-            str(TEMPLATE_ROOT),
+            str(TEMPLATE_DIR),
             "-o",
             str(tmp_path / "out"),
         ],
