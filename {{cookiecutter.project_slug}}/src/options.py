@@ -1,7 +1,7 @@
 """train.py's command-line options, importable without torch.
 
 run_job.py checks a config YAML against this parser before any AWS call, so it
-must stay free of heavy imports.
+must stay free of heavy imports (and of imports from src/: it is loaded by path).
 """
 
 import argparse
@@ -9,6 +9,8 @@ import os
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# src/tracking.py is part of projects rendered with experiment_tracking=mlflow.
+HAS_TRACKING = Path(__file__).with_name("tracking.py").is_file()
 
 
 def parse_bool(text):
@@ -21,14 +23,49 @@ def parse_bool(text):
     raise argparse.ArgumentTypeError(f"expected true/false/1/0, got {text!r}")
 
 
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def positive_float(text):
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
 def default_path(sagemaker_variable, local_folder):
     """SageMaker's location when it sets the variable, else the project's folder."""
     return Path(os.environ.get(sagemaker_variable) or PROJECT_ROOT / local_folder)
 
 
+def default_checkpoint_dir():
+    """/opt/ml/checkpoints in a job (beside SM_MODEL_DIR=/opt/ml/model), else result/checkpoints.
+
+    SageMaker syncs that folder with the job's checkpoint S3 URI, so a spot job that is
+    interrupted and restarted finds its checkpoint there.
+    """
+    model_dir = os.environ.get("SM_MODEL_DIR")
+    if model_dir:
+        return Path(model_dir).parent / "checkpoints"
+    return PROJECT_ROOT / "result" / "checkpoints"
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
-        description="Train the MNIST CNN locally or inside a SageMaker training job."
+        description="Train the MNIST CNN locally or inside a SageMaker training job.",
+        epilog="Booleans take true/false/1/0. Rerunning with the same hyperparameters resumes "
+        "from the checkpoint in --checkpoint-dir.",
     )
     paths = parser.add_argument_group("paths (SageMaker sets these through SM_* variables)")
     paths.add_argument(
@@ -49,17 +86,57 @@ def build_parser():
         default=default_path("SM_OUTPUT_DATA_DIR", "result/output"),
         help="where metrics.csv and plots go (default: $SM_OUTPUT_DATA_DIR or result/output/)",
     )
-    on_sagemaker = "SM_MODEL_DIR" in os.environ
     paths.add_argument(
         "--checkpoint-dir",
         type=Path,
-        default=Path("/opt/ml/checkpoints") if on_sagemaker else PROJECT_ROOT / "result/checkpoints",
-        help="checkpoints for resuming (default: /opt/ml/checkpoints on SageMaker, "
+        default=default_checkpoint_dir(),
+        help="checkpoints for resuming (default: /opt/ml/checkpoints in a SageMaker job, "
         "else result/checkpoints/)",
     )
     hyper = parser.add_argument_group("hyperparameters (keys of config/*.yaml)")
-    hyper.add_argument("--epochs", type=int, default=5, help="passes over the training set")
-    hyper.add_argument("--batch-size", type=int, default=128, help="images per step")
-    hyper.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    hyper.add_argument(
+        "--epochs", type=positive_int, default=5, help="passes over the training set"
+    )
+    hyper.add_argument("--batch-size", type=positive_int, default=128, help="images per step")
+    hyper.add_argument(
+        "--lr", type=positive_float, default=0.01, help="peak learning rate (one-cycle schedule)"
+    )
+    hyper.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
+    hyper.add_argument("--width", type=positive_int, default=16, help="channels of the first conv")
     hyper.add_argument("--seed", type=int, default=42, help="random seed")
+    hyper.add_argument(
+        "--train-size", type=non_negative_int, default=0, help="use the first N images (0: all)"
+    )
+    hyper.add_argument(
+        "--test-size", type=non_negative_int, default=0, help="test on the first N images (0: all)"
+    )
+    running = parser.add_argument_group("running")
+    running.add_argument(
+        "--amp", type=parse_bool, default=True, help="mixed precision on CUDA (default: true)"
+    )
+    running.add_argument(
+        "--deterministic",
+        type=parse_bool,
+        default=True,
+        help="reproducible kernels, bit-for-bit on CPU (default: true)",
+    )
+    running.add_argument(
+        "--resume",
+        type=parse_bool,
+        default=True,
+        help="continue from a checkpoint of the same hyperparameters (default: true)",
+    )
+    running.add_argument(
+        "--log-interval",
+        type=float,
+        default=10.0,
+        help="seconds between progress lines within an epoch (0: none; default: 10)",
+    )
+    if HAS_TRACKING:
+        running.add_argument(
+            "--tracking",
+            type=parse_bool,
+            default=True,
+            help="log params, metrics, plots and the model with src/tracking.py (default: true)",
+        )
     return parser
