@@ -25,14 +25,22 @@ import job_results  # noqa: E402
 RUN_JOB = PROJECT_ROOT / "scripts" / "run_job.py"
 BUCKET = aws_env.default_bucket(REGION)
 DATASET_URI = aws_env.dataset_uri(BUCKET)
+# One quick epoch; MLflow logging (where rendered) has its own tests and would double the time.
+TINY = {"epochs": "1", "batch-size": "64", "seed": "1"}
+if defaults.EXPERIMENT_TRACKING == "mlflow":
+    TINY["tracking"] = "false"
+
+
+def write_config(path, **changes):
+    path.write_text("".join(f"{key}: {value}\n" for key, value in {**TINY, **changes}.items()))
+    return path
 
 
 @pytest.fixture
 def tiny_config(tmp_path):
     path = tmp_path / "config" / "tiny.yaml"
     path.parent.mkdir()
-    path.write_text("epochs: 1\nbatch-size: 64\nseed: 1\n")
-    return path
+    return write_config(path)
 
 
 @pytest.fixture
@@ -78,7 +86,7 @@ def test_job_runs_and_its_model_outputs_and_logs_come_back(
     log = (folder / "logs.txt").read_text()
     assert re.search(r"^\S+Z?\S* \[algo-1-\d+\] epoch=1 train_loss=", log, re.MULTILINE), log
     assert exp["status"] == "Completed" and exp["mode"] == "sagemaker"
-    assert exp["hyperparameters"] == {"epochs": "1", "batch-size": "64", "seed": "1"}
+    assert exp["hyperparameters"] == TINY
     assert exp["dataset_uri"] == DATASET_URI
     assert exp["model_uri"].endswith(f"/{exp['job_name']}/output/model.tar.gz")
     assert exp["billable_seconds"] >= 1
@@ -221,7 +229,7 @@ def test_several_configs_run_as_parallel_jobs_with_a_summary(
     fake_sagemaker, uploaded_dataset, tiny_config, tmp_path
 ):
     second = tiny_config.with_name("tiny2.yaml")
-    second.write_text("epochs: 1\nbatch-size: 128\nseed: 2\n")
+    write_config(second, **{"batch-size": "128", "seed": "2"})
     out = tmp_path / "results"
 
     done = run_job(
@@ -408,7 +416,7 @@ def test_dry_run_request_snapshot_with_spot(aws_call_recorder, tmp_path, tiny_co
                 "&& /opt/ml/input/data/sm_drivers/sm_train.sh",
             ],
         },
-        "HyperParameters": {"epochs": "1", "batch-size": "64", "seed": "1"},
+        "HyperParameters": TINY,
         "InputDataConfig": [
             channel("training", DATASET_URI, "FastFile"),
             channel("code", f"{prefix}/input/code", "File"),
