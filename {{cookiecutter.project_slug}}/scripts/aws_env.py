@@ -19,6 +19,14 @@ def default_region():
     return os.environ.get("AWS_REGION") or defaults.AWS_REGION
 
 
+def add_region_option(parser):
+    parser.add_argument(
+        "--region",
+        default=default_region(),
+        help=f"AWS region (default: $AWS_REGION, else {defaults.AWS_REGION})",
+    )
+
+
 def default_bucket(region):
     """The bucket SageMaker itself uses by default: sagemaker-<region>-<account>."""
     return f"sagemaker-{region}-{defaults.AWS_ACCOUNT_ID}"

@@ -49,12 +49,16 @@ class JobConfig:
     hyperparameters: dict
 
 
-def train_option_parser():
-    """train.py's parser, loaded from src/options.py by path (no torch, no src package)."""
+def train_options():
+    """src/options.py, loaded by path: train.py's options without torch or the src package."""
     spec = importlib.util.spec_from_file_location("train_options", TRAIN_OPTIONS_FILE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.build_parser()
+    return module
+
+
+def train_option_parser():
+    return train_options().build_parser()
 
 
 def config_name(path):

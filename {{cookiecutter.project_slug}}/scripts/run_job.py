@@ -28,20 +28,6 @@ from job_config import ConfigError
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 
-def positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def seconds(text):
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
 def input_mode(text):
     if text.lower() == "pipe":
         raise argparse.ArgumentTypeError(
@@ -55,6 +41,7 @@ def input_mode(text):
 
 
 def build_parser():
+    numbers = job_config.train_options()  # the same checks train.py applies to its numbers
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n")[0],
         epilog=__doc__.split("\n", 2)[2],
@@ -82,15 +69,11 @@ def build_parser():
     )
     parser.add_argument(
         "--instance-count",
-        type=positive_int,
+        type=numbers.positive_int,
         default=1,
         help="hosts; each runs train.py (default: %(default)s)",
     )
-    parser.add_argument(
-        "--region",
-        default=aws_env.default_region(),
-        help=f"default: $AWS_REGION, else {defaults.AWS_REGION}",
-    )
+    aws_env.add_region_option(parser)
     parser.add_argument(
         "--role",
         default=os.environ.get("SAGEMAKER_ROLE_ARN") or defaults.SAGEMAKER_ROLE,
@@ -118,11 +101,14 @@ def build_parser():
         "(default: %(default)s)",
     )
     parser.add_argument(
-        "--max-run", type=positive_int, default=3600, help="seconds of training at most (3600)"
+        "--max-run",
+        type=numbers.positive_int,
+        default=3600,
+        help="seconds of training at most (3600)",
     )
     parser.add_argument(
         "--max-wait",
-        type=positive_int,
+        type=numbers.positive_int,
         help="spot: seconds of waiting plus training at most (default: twice --max-run)",
     )
     parser.add_argument(
@@ -131,7 +117,7 @@ def build_parser():
     )
     parser.add_argument(
         "--keep-alive",
-        type=seconds,
+        type=numbers.non_negative_int,
         default=0,
         help="not spot: keep the instance warm this many seconds for the next job, which then "
         "starts in seconds (billed while warm; needs a warm pool quota; default: 0 = off)",
@@ -150,7 +136,10 @@ def build_parser():
         help="where result folders go (default: result/model/)",
     )
     parser.add_argument(
-        "--poll-seconds", type=float, default=30, help="status check interval (default: 30)"
+        "--poll-seconds",
+        type=numbers.positive_float,
+        default=30,
+        help="status check interval (default: 30)",
     )
     parser.add_argument(
         "--no-wait",

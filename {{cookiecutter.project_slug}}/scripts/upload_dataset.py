@@ -32,11 +32,7 @@ def parse_args(argv=None):
         default=aws_env.DATASET_DIR,
         help="folder to upload, holding MNIST/raw/ (default: the project's dataset/)",
     )
-    parser.add_argument(
-        "--region",
-        default=aws_env.default_region(),
-        help="AWS region (default: $AWS_REGION or the rendered region, %(default)s)",
-    )
+    aws_env.add_region_option(parser)
     parser.add_argument(
         "--bucket", help="S3 bucket (default: SageMaker's own, sagemaker-<region>-<account>)"
     )
