@@ -60,10 +60,11 @@ class BenchmarkError(Exception):
 
 @dataclass
 class Run:
-    """One whole-process run: wall seconds, peak RSS bytes, and when each output line arrived."""
+    """One whole-process run: wall and CPU seconds, peak RSS bytes, when each line arrived."""
 
     wall: float
     peak_rss: int
+    cpu: float = 0.0  # user + system seconds: less sensitive than wall to other load
     lines: list = field(default_factory=list)  # (seconds since start, text)
 
     def accuracies(self):
@@ -125,7 +126,8 @@ def run_process(command, cwd=None, env=None, stop=None):
             f"`{' '.join(map(str, command))}` exited {process.returncode}:\n{tail}"
         )
     rss_unit = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    return Run(wall=wall, peak_rss=usage.ru_maxrss * rss_unit, lines=lines)
+    cpu = usage.ru_utime + usage.ru_stime
+    return Run(wall=wall, peak_rss=usage.ru_maxrss * rss_unit, cpu=cpu, lines=lines)
 
 
 def repeat(count, measure):
@@ -135,6 +137,10 @@ def repeat(count, measure):
 
 def median_wall(runs):
     return statistics.median(run.wall for run in runs)
+
+
+def median_cpu(runs):
+    return statistics.median(run.cpu for run in runs)
 
 
 def peak_rss(runs):
@@ -178,6 +184,14 @@ print(json.dumps({"torch": torch.__version__, "gpu": ", ".join(gpus) or "none"})
 """
 
 
+def load_average():
+    """1, 5 and 15-minute load averages: other work on the machine skews wall times."""
+    try:
+        return ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
 def machine_info():
     """What the figures depend on: host, OS, cores, CPU, GPU, Python and torch versions."""
     info = {
@@ -186,6 +200,7 @@ def machine_info():
         "cores": os.cpu_count(),
         "cpu": cpu_model(),
         "python": platform.python_version(),
+        "load": load_average(),
     }
     # torch is asked in a child: imported here, it would make this process large, and every
     # child's peak RSS starts from its parent's (the kernel carries it across fork and exec).
@@ -204,7 +219,8 @@ def format_table(machine, rows, when):
     lines = [
         f"Measured {when:%Y-%m-%d %H:%M} UTC on `{machine['host']}`: {machine['cores']} cores, "
         f"{machine['cpu']}, GPU: {machine['gpu']}, {machine['os']}, Python {machine['python']}, "
-        f"torch {machine['torch']}.",
+        f"torch {machine['torch']}. Load average at start: {machine['load']}; at the end: "
+        f"{machine.get('load_end', 'unknown')}.",
         "",
         "| figure (what is timed) | runs | ours | baseline | target | status |",
         "|---|---|---|---|---|---|",
@@ -301,7 +317,8 @@ class Bench:
             run_dir = self.fresh(f"smoke-{index}")
             prepare = run_process(self.prepare_command(run_dir / "data", SMOKE_TRAIN, SMOKE_TEST))
             train = run_process(self.train_command(run_dir, run_dir / "data"))
-            return Run(prepare.wall + train.wall, max(prepare.peak_rss, train.peak_rss))
+            peak = max(prepare.peak_rss, train.peak_rss)
+            return Run(prepare.wall + train.wall, peak, prepare.cpu + train.cpu)
 
         runs = repeat(self.repeats, once)
         wall = median_wall(runs)
@@ -348,6 +365,12 @@ class Bench:
                 "`benchmarks/baseline.py`, whole process (start-up, load, train, test, save)",
                 ours=seconds(our_wall),
                 baseline=seconds(base_wall),
+                runs=runs,
+            ),
+            Row(
+                "3b′ CPU time (user + system) of those processes: what other load disturbs least",
+                ours=seconds(median_cpu(our_runs)),
+                baseline=seconds(median_cpu(base_runs)),
                 runs=runs,
             ),
             Row(
@@ -517,6 +540,7 @@ def main(argv=None):
         work = args.keep or Path(temporary)
         work.mkdir(parents=True, exist_ok=True)
         rows = measure_all(Bench(work, repeats, baseline_repeats), gpu=machine["gpu"] != "none")
+    machine["load_end"] = load_average()
     table = format_table(machine, rows, when)
     print(table)
     args.results.mkdir(parents=True, exist_ok=True)

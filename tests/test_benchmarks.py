@@ -31,6 +31,8 @@ MACHINE = {
     "gpu": "none",
     "python": "3.12.1",
     "torch": "2.14.1",
+    "load": "0.5, 0.4, 0.3",
+    "load_end": "1.2, 0.6, 0.4",
 }
 WHEN = datetime.datetime(2026, 11, 21, 23, 30, tzinfo=datetime.timezone.utc)
 
@@ -42,7 +44,9 @@ def python_child(code):
 def test_table_heading_names_the_date_and_the_machine():
     heading = bench.format_table(MACHINE, [], WHEN).splitlines()[0]
     assert heading.startswith("Measured 2026-11-21 23:30 UTC on `ci-runner`")
-    for value in ("2 cores", "Some CPU @ 2.3GHz", "GPU: none", "Python 3.12.1", "torch 2.14.1"):
+    expected = ["2 cores", "Some CPU @ 2.3GHz", "GPU: none", "Python 3.12.1", "torch 2.14.1"]
+    expected += ["at start: 0.5, 0.4, 0.3", "at the end: 1.2, 0.6, 0.4"]
+    for value in expected:
         assert value in heading
 
 
@@ -66,6 +70,7 @@ def test_machine_info_reports_this_machine_and_its_torch():
     info = bench.machine_info()
     assert info["cores"] == os.cpu_count()
     assert info["cpu"]
+    assert len(info["load"].split(", ")) == 3
     assert info["torch"] == torch.__version__
     assert (info["gpu"] != "none") == torch.cuda.is_available()
 
