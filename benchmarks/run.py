@@ -327,8 +327,8 @@ class Bench:
         return [
             Row(
                 f"2 smoke: `prepare_dataset.py synthetic --train-size {SMOKE_TRAIN} --test-size "
-                f"{SMOKE_TEST}` + `train.py --epochs 1` on it, in a fresh copy of the default render "
-                "(tracking on), two whole processes, summed",
+                f"{SMOKE_TEST}` + `train.py --epochs 1` on it, in a fresh copy of the default "
+                "render (tracking on), two whole processes, summed",
                 ours=seconds(wall),
                 target=f"≤ {SMOKE_TARGET_S:.0f} s",
                 status=status(wall <= SMOKE_TARGET_S),
