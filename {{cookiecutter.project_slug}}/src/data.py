@@ -2,8 +2,8 @@
 
 <data-dir>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte (or the same names + .gz),
 as written by scripts/prepare_dataset.py (synthetic or real). The uint8 images are normalised
-once into one float tensor, which lives on the GPU when there is one and it fits; batches are
-then slices of it.
+once into one tensor, which lives on the GPU when there is one and it fits; batches are then
+slices of it.
 """
 
 import gzip
@@ -53,7 +53,11 @@ def read_split(root, train):
         split = MNIST(root=root, train=train, download=False)
         images, labels = split.data, split.targets
     except Exception as error:  # torchvision raises assorted types on a broken file
-        raise DatasetError(f"cannot read MNIST in {root}: {error!r}; {PREPARE_HINT}") from error
+        reason = " ".join(str(error).split())[:200] or type(error).__name__
+        raise DatasetError(
+            f"malformed MNIST in {root} ({reason}): expected IDX files of uint8 images "
+            f"and labels; {PREPARE_HINT}"
+        ) from error
     if images.dim() != 3 or tuple(images.shape[1:]) != (28, 28) or len(images) != len(labels):
         raise DatasetError(
             f"malformed MNIST in {root}: images {tuple(images.shape)}, labels {len(labels)} "
@@ -76,7 +80,6 @@ def place(tensors, device):
 def load_mnist(data_dir, device, train_size=None, test_size=None):
     """{"train": (images, labels), "test": (images, labels)}, on `device` if they fit.
 
-    Images become (n, 1, 28, 28) floats with mean 0 and standard deviation 1, once.
     train_size/test_size keep the first N images of a split (None: all of them).
     """
     with tempfile.TemporaryDirectory() as scratch:
@@ -86,9 +89,17 @@ def load_mnist(data_dir, device, train_size=None, test_size=None):
     loaded = {}
     for name, (images, labels) in splits.items():
         images, labels = images[: limits[name]], labels[: limits[name]]
-        images = images.unsqueeze(1).float().div_(255).sub_(MEAN).div_(STD)
-        loaded[name] = place([images, labels], device)
+        loaded[name] = place([normalise(images), labels], device)
     return loaded
+
+
+def normalise(images):
+    """uint8 (n, 28, 28) -> (n, 1, 28, 28) with mean 0 and standard deviation 1.
+
+    Stored as float16: half the memory of float32, and still 6 times finer than the step
+    between two grey levels. batches() hands out float32.
+    """
+    return images.unsqueeze(1).to(torch.float16).div_(255).sub_(MEAN).div_(STD)
 
 
 def batches(images, labels, batch_size, device, order=None, start=0):
@@ -102,6 +113,6 @@ def batches(images, labels, batch_size, device, order=None, start=0):
             slice(first, first + batch_size) if order is None else order[first : first + batch_size]
         )
         yield (
-            images[index].to(device, non_blocking=True),
+            images[index].to(device, non_blocking=True).float(),
             labels[index].to(device, non_blocking=True),
         )

@@ -64,6 +64,7 @@ def default_checkpoint_dir():
 def build_parser():
     parser = argparse.ArgumentParser(
         description="Train the MNIST CNN locally or inside a SageMaker training job.",
+        allow_abbrev=False,  # a config key must be an option's full name, never a prefix
         epilog="Booleans take true/false/1/0. Rerunning with the same hyperparameters resumes "
         "from the checkpoint in --checkpoint-dir.",
     )

@@ -32,6 +32,12 @@ def tracking_uri():
     return LOCAL_STORE
 
 
+def sqlite_folder(uri):
+    """The folder of a sqlite:///path store, else None."""
+    prefix = "sqlite:///"
+    return Path(uri[len(prefix) :]).resolve().parent if uri.startswith(prefix) else None
+
+
 class Tracker:
     """One MLflow run; a context manager that ends the run with the right status."""
 
@@ -80,7 +86,12 @@ class Tracker:
         def start_run(mlflow):
             mlflow.set_tracking_uri(self.uri)
             if run_id is None:
-                mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT_NAME)
+                name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT_NAME
+                store = sqlite_folder(self.uri)
+                if store and mlflow.get_experiment_by_name(name) is None:
+                    # Files beside the database, not in ./mlruns of whatever the cwd is.
+                    mlflow.create_experiment(name, (store / "mlartifacts").as_uri())
+                mlflow.set_experiment(name)
                 run = mlflow.start_run(run_name=os.environ.get("MLFLOW_RUN_NAME"))
                 params = {key: str(value) for key, value in vars(self.config).items()}
                 mlflow.log_params(params)

@@ -77,7 +77,7 @@ def evaluate(model, images, labels, device, autocast):
     model.eval()
     loss_sum = torch.zeros((), device=device)
     predictions = []
-    for batch_images, batch_labels in batches(images, labels, 1000, device):
+    for batch_images, batch_labels in batches(images, labels, 500, device):
         with autocast():
             logits = model(batch_images)
         loss_sum += F.cross_entropy(logits.float(), batch_labels, reduction="sum")
@@ -241,7 +241,8 @@ def train(config):
 
 
 def main(argv=None):
-    sys.stdout.reconfigure(line_buffering=True)  # lines reach the job's log as they happen
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)  # lines reach the job's log as they happen
     config = parse_config(argv)
     try:
         train(config)

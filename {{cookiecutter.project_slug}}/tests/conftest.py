@@ -1,0 +1,90 @@
+"""Shared fixtures: a tiny synthetic dataset, and src/ and scripts/ importable from tests.
+
+Tests that take more than a few seconds carry @pytest.mark.slow (they run in CI all the same;
+`python -m pytest -m "not slow"` skips them while you iterate).
+"""
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+for folder in ("src", "scripts"):
+    if str(PROJECT_ROOT / folder) not in sys.path:
+        sys.path.insert(0, str(PROJECT_ROOT / folder))
+
+import prepare_dataset  # noqa: E402
+
+TINY_TRAIN, TINY_TEST = 2000, 500  # enough for one epoch to reach 90% in about a second
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes more than a few seconds (runs in CI too)")
+
+
+@pytest.fixture(scope="session")
+def synthetic_dataset(tmp_path_factory):
+    """A tiny synthetic MNIST (2000 train, 500 test images) in the channel layout."""
+    folder = tmp_path_factory.mktemp("dataset")
+    prepare_dataset.prepare_synthetic(folder, TINY_TRAIN, TINY_TEST, seed=0)
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def no_job_environment(monkeypatch):
+    """Tests start outside any job: no SM_* or MLFLOW_* variables from the caller's shell."""
+    for name in list(os.environ):
+        if name.startswith(("SM_", "MLFLOW_")):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def train_argv():
+    """train_argv(data_dir, run_dir, *options): train.py's argv, writing only under run_dir.
+
+    Tracking stays off unless the options turn it on (test_tracking.py does).
+    """
+    import options
+
+    def build(data_dir, run_dir, *extra):
+        argv = [
+            *("--data-dir", data_dir),
+            *("--model-dir", run_dir / "model"),
+            *("--output-data-dir", run_dir / "output"),
+            *("--checkpoint-dir", run_dir / "checkpoints"),
+            *("--log-interval", "0"),
+        ]
+        if options.HAS_TRACKING and "--tracking" not in extra:
+            argv += ["--tracking", "false"]
+        return [str(word) for word in [*argv, *extra]]
+
+    return build
+
+
+@pytest.fixture
+def stop_training_at(monkeypatch):
+    """stop_training_at(epoch, batch): the next train() in this process gets SIGTERM, as from
+    SageMaker, just before that batch (0-based) of that epoch (1-based) of its training."""
+    import train
+
+    def arm(epoch, batch):
+        real_batches = train.batches
+        epochs_started = []
+
+        def batches(images, labels, batch_size, device, order=None, start=0):
+            training = order is not None  # evaluation takes the images in stored order
+            epochs_started.extend([True] if training else [])
+            for index, item in enumerate(
+                real_batches(images, labels, batch_size, device, order, start), start
+            ):
+                if training and len(epochs_started) == epoch and index == batch:
+                    monkeypatch.setattr(train, "batches", real_batches)  # once is enough
+                    os.kill(os.getpid(), signal.SIGTERM)
+                yield item
+
+        monkeypatch.setattr(train, "batches", batches)
+
+    return arm

@@ -1,0 +1,96 @@
+"""scripts/prepare_dataset.py: the synthetic set in torchvision's MNIST layout, deterministic
+per seed; the real download fails with one clear line when there is no network."""
+
+import socket
+import struct
+
+import numpy as np
+import prepare_dataset
+import pytest
+from torchvision.datasets import MNIST
+
+from options import PROJECT_ROOT
+
+RAW_NAMES = {
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+}
+
+
+def synthetic(out, *options):
+    prepare_dataset.main(["synthetic", "--out", str(out), *map(str, options)])
+    return out / "MNIST" / "raw"
+
+
+def idx_header(path):
+    content = path.read_bytes()
+    magic = struct.unpack(">I", content[:4])[0]
+    dims = struct.unpack(f">{magic & 0xFF}I", content[4 : 4 + 4 * (magic & 0xFF)])
+    return magic, dims, len(content)
+
+
+def test_synthetic_set_is_mnist_idx_files_that_torchvision_reads(tmp_path):
+    raw = synthetic(tmp_path, "--train-size", 300, "--test-size", 100)
+    assert {path.name for path in raw.iterdir()} == RAW_NAMES
+    assert idx_header(raw / "train-images-idx3-ubyte") == (0x803, (300, 28, 28), 16 + 300 * 784)
+    assert idx_header(raw / "t10k-labels-idx1-ubyte") == (0x801, (100,), 8 + 100)
+    train = MNIST(root=tmp_path, train=True, download=False)
+    assert tuple(train.data.shape) == (300, 28, 28)
+    assert train.targets.bincount().tolist() == [30] * 10  # balanced classes
+
+
+def test_same_seed_gives_the_same_bytes_another_seed_other_bytes(tmp_path):
+    first = synthetic(tmp_path / "a", "--train-size", 200, "--test-size", 50, "--seed", 7)
+    again = synthetic(tmp_path / "b", "--train-size", 200, "--test-size", 50, "--seed", 7)
+    other = synthetic(tmp_path / "c", "--train-size", 200, "--test-size", 50, "--seed", 8)
+    for name in RAW_NAMES:
+        assert (first / name).read_bytes() == (again / name).read_bytes()
+    assert (first / "train-images-idx3-ubyte").read_bytes() != (
+        other / "train-images-idx3-ubyte"
+    ).read_bytes()
+
+
+def test_every_image_is_different_and_no_test_image_copies_a_training_image():
+    train_images, _ = prepare_dataset.synthetic_digits(1000, seed=[0, 0])
+    test_images, _ = prepare_dataset.synthetic_digits(1000, seed=[0, 1])
+    everything = np.concatenate([train_images, test_images]).reshape(2000, -1)
+    assert len(np.unique(everything, axis=0)) == 2000
+
+
+def test_digits_vary_in_place_size_and_ink_like_handwriting():
+    images, labels = prepare_dataset.synthetic_digits(500, seed=[1, 0])
+    ink = images.astype(float) / 255
+    rows, columns = np.arange(28)[None, :, None], np.arange(28)[None, None, :]
+    mass = ink.sum(axis=(1, 2))
+    centre_y = (ink * rows).sum(axis=(1, 2)) / mass
+    centre_x = (ink * columns).sum(axis=(1, 2)) / mass
+    assert 11 < centre_y.mean() < 16 and 11 < centre_x.mean() < 16  # centred, like MNIST
+    assert centre_y.std() > 0.8 and centre_x.std() > 0.8  # but not all in the same place
+    ones = mass[labels == 1]
+    assert ones.std() / ones.mean() > 0.15  # stroke width and length vary within a class
+    assert (images < 64).mean() > 0.7  # mostly dark background
+
+
+def test_sizes_below_one_are_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit:
+        synthetic(tmp_path, "--train-size", 0)
+    assert exit.value.code == 2 and "--train-size" in capsys.readouterr().err
+
+
+def test_default_output_is_the_projects_dataset_folder_from_any_directory():
+    for source in ("synthetic", "mnist"):
+        assert prepare_dataset.build_parser().parse_args([source]).out == PROJECT_ROOT / "dataset"
+
+
+def test_mnist_download_without_network_fails_with_one_clear_line(tmp_path, monkeypatch):
+    with socket.socket() as listener:  # a local port that refuses connections once closed
+        listener.bind(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+    monkeypatch.setattr(MNIST, "mirrors", [f"http://127.0.0.1:{port}/"])
+    with pytest.raises(SystemExit) as exit:
+        prepare_dataset.main(["mnist", "--out", str(tmp_path)])
+    message = str(exit.value.code)
+    assert message.startswith("error: could not download MNIST") and "\n" not in message
+    assert "prepare_dataset.py synthetic" in message

@@ -1,0 +1,113 @@
+"""src/tracking.py: MLflow runs in a local store, the store's defaults, resumed runs, and
+tracking failures that never stop training."""
+
+import contextlib
+import io
+import socket
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+import checkpoint
+import tracking
+import train
+from options import PROJECT_ROOT
+
+
+def train_quietly(config):
+    with contextlib.redirect_stdout(io.StringIO()):
+        return train.train(config)
+
+
+@pytest.fixture
+def local_store(tmp_path, monkeypatch):
+    """A fresh SQLite store for the test, and a cwd where stray ./mlruns would show."""
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    (tmp_path / "store").mkdir()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    return uri
+
+
+def only_run(uri, experiment_name):
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(experiment_name)
+    (run,) = client.search_runs([experiment.experiment_id])
+    return client, run
+
+
+def test_a_run_logs_params_metrics_plots_and_the_model(
+    local_store, synthetic_dataset, tmp_path, train_argv, monkeypatch
+):
+    monkeypatch.setenv("MLFLOW_RUN_NAME", "tiny-run")
+    argv = train_argv(synthetic_dataset, tmp_path, "--epochs", "2", "--tracking", "true")
+
+    history = train_quietly(train.parse_config(argv))
+
+    client, run = only_run(local_store, tracking.EXPERIMENT_NAME)
+    assert (run.info.status, run.info.run_name) == ("FINISHED", "tiny-run")
+    assert run.data.params["epochs"] == "2" and run.data.params["lr"] == "0.01"
+    for metric in ("train_loss", "test_loss", "test_accuracy"):
+        logged = client.get_metric_history(run.info.run_id, metric)
+        assert [(m.step, m.value) for m in logged] == [(r["epoch"], r[metric]) for r in history]
+    artifacts = {
+        item.path
+        for folder in ("plots", "model")
+        for item in client.list_artifacts(run.info.run_id, folder)
+    }
+    assert artifacts == {
+        "plots/curves.png",
+        "plots/confusion_matrix.png",
+        "model/model.pt",
+        "model/model.py",
+    }
+    assert (tmp_path / "store" / "mlartifacts").is_dir() and not (tmp_path / "mlruns").exists()
+
+
+def test_the_default_store_is_in_the_project_and_a_job_without_a_server_does_not_track(
+    monkeypatch,
+):
+    assert tracking.tracking_uri() == f"sqlite:///{PROJECT_ROOT / 'result' / 'mlflow.db'}"
+    monkeypatch.setenv("SM_MODEL_DIR", "/opt/ml/model")
+    assert tracking.tracking_uri() is None
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.example:5000")
+    assert tracking.tracking_uri() == "http://tracking.example:5000"
+
+
+def test_an_unreachable_server_warns_once_and_training_finishes(
+    synthetic_dataset, tmp_path, train_argv, monkeypatch, capsys
+):
+    with socket.socket() as listener:  # a local port that refuses connections once closed
+        listener.bind(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # fail in seconds, not minutes
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    argv = train_argv(synthetic_dataset, tmp_path, "--epochs", "2", "--tracking", "true")
+
+    history = train.train(train.parse_config(argv))
+
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert (tmp_path / "model" / "model.pt").is_file()
+    assert capsys.readouterr().err.count("warning: experiment tracking failed") == 1
+
+
+def test_a_resumed_run_continues_the_same_mlflow_run(
+    local_store, synthetic_dataset, tmp_path, train_argv, stop_training_at, monkeypatch
+):
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "resumed-runs")
+    config = train.parse_config(
+        train_argv(synthetic_dataset, tmp_path, "--epochs", "2", "--tracking", "true")
+    )
+    stop_training_at(2, 3)
+    with pytest.raises(checkpoint.Interrupted):
+        train_quietly(config)
+    _, stopped = only_run(local_store, "resumed-runs")
+    assert stopped.info.status == "KILLED"
+
+    train_quietly(config)
+
+    client, run = only_run(local_store, "resumed-runs")
+    assert run.info.run_id == stopped.info.run_id and run.info.status == "FINISHED"
+    logged = client.get_metric_history(run.info.run_id, "test_accuracy")
+    assert [m.step for m in logged] == [1, 2]

@@ -1,0 +1,364 @@
+"""src/train.py: options as SageMaker passes them, data errors, the epoch line, the outputs,
+and checkpoint/resume (an interrupted run, resumed, ends exactly like one that never stopped).
+
+Training runs in this process on the tiny synthetic set where it can; a few tests start
+train.py as SageMaker does, in a process of its own.
+"""
+
+import contextlib
+import csv
+import gzip
+import io
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import prepare_dataset
+import pytest
+import torch
+from PIL import Image
+
+import checkpoint
+import data
+import train
+from model import Net
+from options import PROJECT_ROOT
+
+TRAIN_SCRIPT = PROJECT_ROOT / "src" / "train.py"
+EPOCH_LINE = re.compile(
+    r"epoch=(\d+) train_loss=(\d+\.\d+) test_loss=(\d+\.\d+) test_accuracy=([01]\.\d+)"
+)
+CPU = torch.device("cpu")
+
+
+def train_quietly(config):
+    """train(config) with its printed lines returned: (history, lines)."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        history = train.train(config)
+    return history, printed.getvalue().splitlines()
+
+
+def weights(run_dir):
+    return torch.load(run_dir / "model" / "model.pt", weights_only=True)
+
+
+def assert_same_weights(first, second):
+    assert first.keys() == second.keys()
+    for name in first:
+        assert torch.equal(first[name], second[name]), f"{name} differs"
+
+
+def job_environment(**variables):
+    """This process's environment without job variables, plus `variables`."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("SM_", "MLFLOW_"))}
+    return {**inherited, **{name: str(value) for name, value in variables.items()}}
+
+
+@pytest.fixture(scope="module")
+def finished_run(synthetic_dataset, tmp_path_factory, train_argv):
+    """Two uninterrupted epochs on the tiny set; the reference for the resume tests."""
+    run_dir = tmp_path_factory.mktemp("uninterrupted")
+    config = train.parse_config(train_argv(synthetic_dataset, run_dir, "--epochs", "2"))
+    history, lines = train_quietly(config)
+    return SimpleNamespace(dir=run_dir, history=history, lines=lines)
+
+
+# Options
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("true", True), ("True", True), ("1", True), ("false", False), ("False", False), ("0", False)],
+)
+def test_booleans_accept_what_sagemaker_passes(text, expected):
+    config = train.parse_config(["--amp", text, "--deterministic", text, "--resume", text])
+    assert (config.amp, config.deterministic, config.resume) == (expected, expected, expected)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--amp", "maybe"],
+        ["--epochs", "0"],
+        ["--epochs", "two"],
+        ["--lr", "-0.1"],
+        ["--learning-rate", "0.1"],
+        ["--epoch", "3"],  # no abbreviations: a config key must be the option's full name
+    ],
+)
+def test_bad_values_and_unknown_options_are_refused_naming_the_option(argv, capsys):
+    with pytest.raises(SystemExit) as exit:
+        train.parse_config(argv)
+    assert exit.value.code == 2
+    assert argv[0] in capsys.readouterr().err
+
+
+def test_paths_come_from_sagemaker_variables_else_from_the_project(monkeypatch):
+    local = train.parse_config([])
+    assert (local.data_dir, local.model_dir, local.output_data_dir, local.checkpoint_dir) == (
+        PROJECT_ROOT / "dataset",
+        PROJECT_ROOT / "result" / "model",
+        PROJECT_ROOT / "result" / "output",
+        PROJECT_ROOT / "result" / "checkpoints",
+    )
+    monkeypatch.setenv("SM_CHANNEL_TRAINING", "/opt/ml/input/data/training")
+    monkeypatch.setenv("SM_MODEL_DIR", "/opt/ml/model")
+    monkeypatch.setenv("SM_OUTPUT_DATA_DIR", "/opt/ml/output/data")
+    job = train.parse_config([])
+    assert (job.data_dir, job.model_dir, job.output_data_dir, job.checkpoint_dir) == (
+        Path("/opt/ml/input/data/training"),
+        Path("/opt/ml/model"),
+        Path("/opt/ml/output/data"),
+        Path("/opt/ml/checkpoints"),  # what SageMaker syncs to the job's checkpoint S3 URI
+    )
+
+
+# Data
+
+
+def test_missing_dataset_stops_the_cli_with_one_actionable_line(tmp_path, train_argv):
+    absent = tmp_path / "no-data"
+    with pytest.raises(SystemExit) as exit:
+        train.main(train_argv(absent, tmp_path))
+    message = exit.value.code  # sys.exit(message): printed to stderr, exit status 1
+    assert isinstance(message, str) and "\n" not in message
+    assert str(absent / "MNIST" / "raw") in message
+    assert "python scripts/prepare_dataset.py synthetic" in message
+    assert not (tmp_path / "model").exists()
+
+
+def damage(raw, how):
+    if how == "truncated images":
+        path = raw / "train-images-idx3-ubyte"
+        path.write_bytes(path.read_bytes()[:5000])
+    elif how == "not an IDX file":
+        (raw / "t10k-labels-idx1-ubyte").write_text("hello")
+    elif how == "fewer labels than images":
+        prepare_dataset.write_idx(raw / "t10k-labels-idx1-ubyte", np.zeros(10, np.uint8))
+    elif how == "labels beyond 9":
+        prepare_dataset.write_idx(raw / "t10k-labels-idx1-ubyte", np.full(500, 12, np.uint8))
+    elif how == "a file missing":
+        (raw / "t10k-images-idx3-ubyte").unlink()
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "truncated images",
+        "not an IDX file",
+        "fewer labels than images",
+        "labels beyond 9",
+        "a file missing",
+    ],
+)
+def test_malformed_dataset_is_reported_in_one_actionable_line(synthetic_dataset, tmp_path, how):
+    broken = tmp_path / "broken"
+    shutil.copytree(synthetic_dataset, broken)
+    damage(broken / "MNIST" / "raw", how)
+    with pytest.raises(data.DatasetError) as error:
+        data.load_mnist(broken, CPU)
+    message = str(error.value)
+    assert "\n" not in message
+    assert str(broken) in message and "prepare_dataset.py synthetic" in message
+
+
+def test_gzipped_files_are_read_like_plain_ones(synthetic_dataset, tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in data.RAW_FILES:
+        content = (synthetic_dataset / "MNIST" / "raw" / name).read_bytes()
+        (raw / f"{name}.gz").write_bytes(gzip.compress(content))
+    plain, zipped = data.load_mnist(synthetic_dataset, CPU), data.load_mnist(tmp_path, CPU)
+    for split in ("train", "test"):
+        assert all(torch.equal(a, b) for a, b in zip(plain[split], zipped[split], strict=True))
+
+
+def test_images_are_normalised_once_and_batches_cover_the_set_in_the_given_order(
+    synthetic_dataset,
+):
+    images, labels = data.load_mnist(synthetic_dataset, CPU)["train"]
+    assert images.shape == (2000, 1, 28, 28)
+    assert abs(images.float().mean().item()) < 0.5 and 0.5 < images.float().std().item() < 2
+    order = torch.randperm(len(labels))
+    served = list(data.batches(images, labels, 128, CPU, order))
+    assert [len(batch_labels) for _, batch_labels in served] == [128] * 15 + [80]
+    assert torch.equal(torch.cat([batch_labels for _, batch_labels in served]), labels[order])
+    assert served[0][0].dtype == torch.float32
+    resumed = list(data.batches(images, labels, 128, CPU, order, start=15))
+    assert torch.equal(resumed[0][1], served[15][1])
+
+
+# A finished run
+
+
+def test_each_epoch_prints_exactly_the_contract_line(finished_run):
+    epoch_lines = [line for line in finished_run.lines if line.startswith("epoch=")]
+    assert len(epoch_lines) == 2
+    for number, line in enumerate(epoch_lines, start=1):
+        match = EPOCH_LINE.fullmatch(line)
+        assert match, line
+        assert int(match.group(1)) == number and 0 <= float(match.group(4)) <= 1
+
+
+def test_metrics_csv_has_the_contract_header_and_the_printed_values(finished_run):
+    with open(finished_run.dir / "output" / "metrics.csv", newline="") as file:
+        rows = list(csv.reader(file))
+    assert rows[0] == ["epoch", "train_loss", "test_loss", "test_accuracy"]
+    printed = [
+        EPOCH_LINE.fullmatch(line) for line in finished_run.lines if line.startswith("epoch=")
+    ]
+    assert len(rows) == 1 + len(printed)
+    for row, match in zip(rows[1:], printed, strict=True):
+        assert row[0] == match.group(1)
+        for value, shown in zip(row[1:], match.groups()[1:], strict=True):
+            assert f"{float(value):.4f}" == shown
+
+
+def test_one_epoch_on_the_tiny_set_reaches_90_percent(finished_run):
+    assert finished_run.history[0]["test_accuracy"] >= 0.9
+
+
+def test_model_pt_loads_into_a_fresh_network_and_scores_as_reported(
+    finished_run, synthetic_dataset
+):
+    model = Net()
+    model.load_state_dict(weights(finished_run.dir))
+    images, labels = data.load_mnist(synthetic_dataset, CPU)["test"]
+    with torch.no_grad():
+        accuracy = (model.eval()(images.float()).argmax(1) == labels).double().mean().item()
+    assert accuracy == pytest.approx(finished_run.history[-1]["test_accuracy"], abs=0.004)
+
+
+def test_plots_are_png_images(finished_run):
+    for name in ("curves.png", "confusion_matrix.png"):
+        with Image.open(finished_run.dir / "output" / name) as image:
+            assert image.format == "PNG" and min(image.size) >= 300
+
+
+# Checkpoints and resume
+
+
+@pytest.mark.parametrize(
+    ("epoch", "batch"),
+    [(1, 5), (2, 15)],  # early in the first epoch; after the last step, before evaluation
+    ids=["mid-epoch-1", "end-of-epoch-2"],
+)
+def test_interrupted_then_resumed_run_ends_bit_for_bit_like_an_uninterrupted_one(
+    finished_run, synthetic_dataset, tmp_path, train_argv, stop_training_at, epoch, batch
+):
+    config = train.parse_config(train_argv(synthetic_dataset, tmp_path, "--epochs", "2"))
+    stop_training_at(epoch, batch)
+    with pytest.raises(checkpoint.Interrupted) as stopped:
+        train_quietly(config)
+    assert stopped.value.exit_code == 128 + signal.SIGTERM
+    assert (tmp_path / "checkpoints" / "checkpoint.pt").is_file()
+    assert not (tmp_path / "model" / "model.pt").exists()
+
+    history, lines = train_quietly(config)
+
+    assert any(line.startswith("resuming from") for line in lines)
+    assert history == finished_run.history
+    assert_same_weights(weights(tmp_path), weights(finished_run.dir))
+    metrics = (tmp_path / "output" / "metrics.csv").read_text()
+    assert metrics == (finished_run.dir / "output" / "metrics.csv").read_text()
+
+
+def test_checkpoint_with_other_hyperparameters_is_not_resumed(
+    synthetic_dataset, tmp_path, train_argv
+):
+    argv = train_argv(synthetic_dataset, tmp_path, "--epochs", "1", "--train-size", "500")
+    train_quietly(train.parse_config(argv))
+    history, lines = train_quietly(train.parse_config([*argv, "--lr", "0.02"]))
+    assert any(line.startswith("not resuming") and "lr" in line for line in lines)
+    assert [row["epoch"] for row in history] == [1]
+
+
+def test_rerunning_a_finished_run_writes_its_results_again_without_training(
+    synthetic_dataset, tmp_path, train_argv
+):
+    argv = train_argv(synthetic_dataset, tmp_path, "--epochs", "1", "--train-size", "500")
+    first, _ = train_quietly(train.parse_config(argv))
+    before = weights(tmp_path)
+    (tmp_path / "model" / "model.pt").unlink()
+    again, lines = train_quietly(train.parse_config(argv))
+    assert again == first
+    assert not any(line.startswith("epoch") for line in lines)
+    assert_same_weights(weights(tmp_path), before)
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_and_exits_143_and_a_rerun_finishes_like_an_uninterrupted_run(
+    finished_run, synthetic_dataset, tmp_path, train_argv
+):
+    # A progress line after every step, so the signal lands early in the first epoch.
+    argv = train_argv(synthetic_dataset, tmp_path, "--epochs", "2", "--log-interval", "1e-9")
+    command = [sys.executable, str(TRAIN_SCRIPT), *argv]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path
+    )
+    for line in process.stdout:
+        if line.startswith("epoch 1 step"):
+            process.send_signal(signal.SIGTERM)
+            break
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert stderr.strip().endswith("run again to resume") and "Traceback" not in stderr
+    assert (tmp_path / "checkpoints" / "checkpoint.pt").is_file()
+    assert not (tmp_path / "model" / "model.pt").exists()
+
+    rerun = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resuming from" in rerun.stdout
+    assert_same_weights(weights(tmp_path), weights(finished_run.dir))
+
+
+# As SageMaker starts it
+
+
+@pytest.mark.slow
+def test_runs_as_a_sagemaker_job_starts_it_from_any_directory(synthetic_dataset, tmp_path):
+    opt_ml = tmp_path / "opt" / "ml"
+    environment = job_environment(
+        SM_CHANNEL_TRAINING=synthetic_dataset,
+        SM_MODEL_DIR=opt_ml / "model",
+        SM_OUTPUT_DATA_DIR=opt_ml / "output" / "data",
+    )
+    # Hyperparameters arrive as `--key value` strings; booleans in Python's spelling.
+    argv = ["--epochs", "1", "--batch-size", "64", "--amp", "True", "--deterministic", "False"]
+    elsewhere = tmp_path / "somewhere-else"
+    elsewhere.mkdir()
+    done = subprocess.run(
+        [sys.executable, str(TRAIN_SCRIPT), *argv],
+        cwd=elsewhere,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert EPOCH_LINE.search(done.stdout)
+    assert (opt_ml / "model" / "model.pt").is_file()
+    assert (opt_ml / "checkpoints" / "checkpoint.pt").is_file()
+    outputs = {path.name for path in (opt_ml / "output" / "data").iterdir()}
+    assert {"metrics.csv", "curves.png", "confusion_matrix.png"} <= outputs
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_cli_exits_1_with_one_line_on_stderr_when_the_data_is_missing(tmp_path, train_argv):
+    done = subprocess.run(
+        [sys.executable, str(TRAIN_SCRIPT), *train_argv(tmp_path / "none", tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=job_environment(),
+    )
+    assert done.returncode == 1
+    assert len(done.stderr.strip().splitlines()) == 1 and "prepare_dataset.py" in done.stderr
