@@ -67,17 +67,6 @@ def extract_archive(archive, target):
     return refused
 
 
-def final_metrics(lines, metric_definitions):
-    """Last value of each metric in the log, as SageMaker reports FinalMetricDataList."""
-    values = {}
-    for line in lines:
-        for metric in metric_definitions:
-            match = re.search(metric["Regex"], line)
-            if match:
-                values[metric["Name"]] = float(match.group(1))
-    return values
-
-
 class JobLogs:
     """A job's CloudWatch log streams (one per host): every page, in order, with timestamps.
 
@@ -139,8 +128,9 @@ def iso(value):
     return value
 
 
-def summarize(description, tags, mode):
+def summarize(description, mode):
     """exp.json's content, from a DescribeTrainingJob response (or --local's equivalent)."""
+    tags = {tag["Key"]: tag["Value"] for tag in description.get("Tags", [])}
     channels = {c["ChannelName"]: c for c in description.get("InputDataConfig", [])}
     training = channels.get("training", {})
     output_path = description.get("OutputDataConfig", {}).get("S3OutputPath", "").rstrip("/")
@@ -218,8 +208,9 @@ def fetch_job(session, job_name, folder):
     """Download a SageMaker job's artifacts and logs into folder; returns (summary, problems)."""
     sagemaker = session.client("sagemaker")
     description = sagemaker.describe_training_job(TrainingJobName=job_name)
+    # DescribeTrainingJob leaves the tags out; they name the experiment and the config.
     tags = sagemaker.list_tags(ResourceArn=description["TrainingJobArn"]).get("Tags", [])
-    summary = summarize(description, {tag["Key"]: tag["Value"] for tag in tags}, "sagemaker")
+    summary = summarize({**description, "Tags": tags}, "sagemaker")
     s3 = session.client("s3")
     with tempfile.TemporaryDirectory(prefix="sm-fetch-") as scratch:
         archives = {

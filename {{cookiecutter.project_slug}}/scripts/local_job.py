@@ -16,12 +16,14 @@ tests/test_local_job.py checks this against the SDK's driver functions.
 import json
 import multiprocessing
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 from sagemaker.train.container_drivers.common.utils import (
@@ -265,3 +267,26 @@ def run_container(request, channel_dirs, workdir, echo=print):
         model_tar=pack(opt_ml / "model", artifacts / "model.tar.gz"),
         output_tar=pack(opt_ml / "output" / "data", artifacts / "output.tar.gz"),
     )
+
+
+def describe(request, run):
+    """What DescribeTrainingJob would say about this run; the final metrics are the last values
+    the request's metric definitions find in the log, as SageMaker reports them."""
+    values = {}
+    for _, line in run.log_events:
+        for metric in request["AlgorithmSpecification"].get("MetricDefinitions", []):
+            match = re.search(metric["Regex"], line)
+            if match:
+                values[metric["Name"]] = float(match.group(1))
+    started = datetime.fromtimestamp(run.start, timezone.utc)
+    return {
+        **request,
+        "TrainingJobStatus": run.status,
+        "SecondaryStatus": run.status,
+        "FailureReason": run.failure_reason,
+        "CreationTime": started,
+        "TrainingStartTime": started,
+        "TrainingEndTime": datetime.fromtimestamp(run.end, timezone.utc),
+        "TrainingTimeInSeconds": round(run.end - run.start),
+        "FinalMetricDataList": [{"MetricName": k, "Value": v} for k, v in values.items()],
+    }

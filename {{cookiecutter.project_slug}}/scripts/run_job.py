@@ -16,7 +16,6 @@ import os
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import aws_env
@@ -168,6 +167,8 @@ def parse_args(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     args.max_wait = args.max_wait or 2 * args.max_run
+    if args.keep_alive > 3600:
+        parser.error("--keep-alive: SageMaker keeps a warm pool at most 3600 seconds")
     if args.use_spot and args.keep_alive:
         parser.error("--keep-alive (warm pools) does not work with --use-spot; drop one")
     if args.use_spot and args.max_wait < args.max_run:
@@ -256,9 +257,29 @@ def dry_run(args, configs):
     return 0
 
 
-def folder_name(job_name, config, several):
+def job_folder(args, job_name, config, several):
+    """result/model/<timestamp>/, or <timestamp>-<config>/ when several configs run together."""
     stamp = job_results.job_timestamp(job_name)
-    return f"{stamp}-{config.name}" if several else stamp
+    return job_results.results_folder(
+        args.out_dir, job_name, f"{stamp}-{config.name}" if several else stamp
+    )
+
+
+def local_channels(request, session, workdir, region):
+    """Channel name -> local folder: staged code and drivers, the dataset folder or a download."""
+    channels = {}
+    for channel in request["InputDataConfig"]:
+        name, uri = channel["ChannelName"], channel["DataSource"]["S3DataSource"]["S3Uri"]
+        if uri in session.staged:
+            channels[name] = session.staged[uri]
+        elif uri.startswith("s3://"):
+            print(f"Downloading {uri}")
+            channels[name] = Path(workdir, "download", name)
+            s3 = aws_env.boto_session(region).client("s3")
+            aws_env.download_prefix(s3, uri, channels[name])
+        else:
+            channels[name] = Path(uri)
+    return channels
 
 
 def run_local(args, configs):
@@ -274,44 +295,14 @@ def run_local(args, configs):
             tempfile.TemporaryDirectory(prefix="sm-local-") as workdir,
         ):
             request = build_request(spec, config, base_name, session)
-            job_name = request["TrainingJobName"]
-            channel_dirs = {}
-            for channel in request["InputDataConfig"]:
-                uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
-                if uri in session.staged:  # the source code and the SDK's drivers
-                    channel_dirs[channel["ChannelName"]] = session.staged[uri]
-                elif uri.startswith("s3://"):
-                    target = Path(workdir, "download", channel["ChannelName"])
-                    s3 = aws_env.boto_session(args.region).client("s3")
-                    print(f"Downloading {uri}")
-                    aws_env.download_prefix(s3, uri, target)
-                    channel_dirs[channel["ChannelName"]] = target
-                else:
-                    channel_dirs[channel["ChannelName"]] = Path(uri)
-            print(f"Running {job_name} locally")
-            run = local_job.run_container(request, channel_dirs, workdir)
-            lines = [line for _, line in run.log_events]
-            metrics = job_results.final_metrics(lines, job_config.METRIC_DEFINITIONS)
-            description = {
-                **request,
-                "TrainingJobStatus": run.status,
-                "SecondaryStatus": run.status,
-                "FailureReason": run.failure_reason,
-                "CreationTime": datetime.fromtimestamp(run.start, timezone.utc),
-                "TrainingStartTime": datetime.fromtimestamp(run.start, timezone.utc),
-                "TrainingEndTime": datetime.fromtimestamp(run.end, timezone.utc),
-                "TrainingTimeInSeconds": round(run.end - run.start),
-                "FinalMetricDataList": [
-                    {"MetricName": name, "Value": value} for name, value in metrics.items()
-                ],
-            }
-            tags = {tag["Key"]: tag["Value"] for tag in request.get("Tags", [])}
-            summary = job_results.summarize(description, tags, "local")
+            channels = local_channels(request, session, workdir, args.region)
+            print(f"Running {request['TrainingJobName']} locally")
+            run = local_job.run_container(request, channels, workdir)
+            description = local_job.describe(request, run)
+            summary = job_results.summarize(description, "local")
             # Nothing went to S3: the archives' only copy is what lands in the results folder.
             summary.update(model_uri=None, output_uri=None, code_uri=None, checkpoint_uri=None)
-            folder = job_results.results_folder(
-                args.out_dir, job_name, folder_name(job_name, config, len(configs) > 1)
-            )
+            folder = job_folder(args, request["TrainingJobName"], config, len(configs) > 1)
             host = f"{local_job.HOST}-{int(run.start)}"
             problems = job_results.save_results(
                 folder,
@@ -321,9 +312,8 @@ def run_local(args, configs):
             )
             outcomes.append((config.name, {**summary, "results_dir": folder}, problems))
             if run.status == "Stopped":
-                report(outcomes)
-                return EXIT_INTERRUPTED
-    return report(outcomes)
+                break
+    return EXIT_INTERRUPTED if run.status == "Stopped" else report(outcomes)
 
 
 def console_url(region, job_name):
@@ -339,8 +329,7 @@ def not_created(folder, request, base_name, message):
         "TrainingJobStatus": "NotCreated",
         "FailureReason": message,
     }
-    tags = {tag["Key"]: tag["Value"] for tag in description.get("Tags", [])}
-    summary = job_results.summarize(description, tags, "sagemaker")
+    summary = job_results.summarize(description, "sagemaker")
     job_results.save_results(folder, summary, {}, [])
     return {**summary, "results_dir": folder}
 
@@ -362,15 +351,11 @@ def launch(args, configs):
             message = aws_env.describe_error(error)
             print(f"run_job.py: error: {config.path.name}: {message}", file=sys.stderr)
             job_name = request["TrainingJobName"] if request else base_name
-            folder = job_results.results_folder(
-                args.out_dir, job_name, folder_name(job_name, config, len(configs) > 1)
-            )
+            folder = job_folder(args, job_name, config, len(configs) > 1)
             outcomes.append((config.name, not_created(folder, request, base_name, message), []))
             continue
         job_name = request["TrainingJobName"]
-        folder = job_results.results_folder(
-            args.out_dir, job_name, folder_name(job_name, config, len(configs) > 1)
-        )
+        folder = job_folder(args, job_name, config, len(configs) > 1)
         print(f"Launched {job_name}\n  {console_url(args.region, job_name)}")
         launched.append((config.name, job_name, folder))
     return follow(args, session, launched, outcomes)

@@ -5,8 +5,8 @@ moto accepts CreateTrainingJob but completes the job at once without running any
 --local contract, on the channels downloaded from moto's S3), then model.tar.gz and
 output.tar.gz go to S3 and the log lines to CloudWatch Logs, where SageMaker puts them.
 
-Test modules use them with `pytest_plugins = ["aws_fakes"]`. No network: every client talks to
-the local server, credentials are dummies and the SageMaker SDK's telemetry is off.
+tests/conftest.py loads this module as a plugin (after putting scripts/ on sys.path). No network:
+every client talks to the local server, credentials are dummies and the SDK's telemetry is off.
 """
 
 import http.server
@@ -21,17 +21,14 @@ import threading
 import time
 from pathlib import Path
 
+import aws_env
 import boto3
+import defaults
+import job_results
+import local_job
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(PROJECT_ROOT / "scripts"))
-
-import aws_env  # noqa: E402
-import defaults  # noqa: E402
-import job_config  # noqa: E402
-import job_results  # noqa: E402
-import local_job  # noqa: E402
 
 REGION = defaults.AWS_REGION
 
@@ -134,28 +131,6 @@ def aws_call_recorder(aws_credentials, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server.server_address[1]}")
     yield calls
     server.shutdown()
-
-
-@pytest.fixture(scope="session")
-def synthetic_dataset(tmp_path_factory):
-    """A tiny synthetic MNIST (2000 train, 500 test images) in the channel layout."""
-    folder = tmp_path_factory.mktemp("dataset")
-    done = run_script(
-        [
-            PROJECT_ROOT / "scripts" / "prepare_dataset.py",
-            "synthetic",
-            "--train-size",
-            "2000",
-            "--test-size",
-            "500",
-            "--out",
-            folder,
-        ],
-        env=dict(os.environ),
-        cwd=folder,
-    )
-    assert done.returncode == 0, done.stderr
-    return folder
 
 
 def upload_folder(s3, folder, uri):
@@ -261,18 +236,16 @@ class FakeSageMaker:
                     bucket, key = aws_env.split_s3_uri(f"{output}/{archive.name}")
                     s3.upload_file(str(archive), bucket, key)
         self.write_logs(job.training_job_name, run)
-        metrics = job_results.final_metrics(
-            [line for _, line in run.log_events], job_config.METRIC_DEFINITIONS
-        )
+        # What SageMaker reports when the container ends (moto serves these attributes as is).
+        description = local_job.describe(request, run)
         job.final_metric_data_list = [
-            {"MetricName": name, "Value": value, "Timestamp": time.time()}
-            for name, value in metrics.items()
+            {**metric, "Timestamp": run.end} for metric in description["FinalMetricDataList"]
         ]
         job.billable_time_in_seconds = job.training_time_in_seconds = max(
-            1, round(run.end - run.start)
+            1, description["TrainingTimeInSeconds"]
         )
-        job.failure_reason = run.failure_reason
-        job.training_job_status = job.secondary_status = run.status
+        job.failure_reason = description["FailureReason"]
+        job.training_job_status = job.secondary_status = description["TrainingJobStatus"]
 
     def write_logs(self, job_name, run):
         logs = self.client("logs")

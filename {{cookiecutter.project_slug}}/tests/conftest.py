@@ -35,9 +35,9 @@ def synthetic_dataset(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def no_job_environment(monkeypatch):
-    """Tests start outside any job: no SM_* or MLFLOW_* variables from the caller's shell."""
+    """Tests start outside any job: no SM_* variables from the caller's shell."""
     for name in list(os.environ):
-        if name.startswith(("SM_", "MLFLOW_")):
+        if name.startswith("SM_"):
             monkeypatch.delenv(name)
 
 
@@ -88,3 +88,8 @@ def stop_training_at(monkeypatch):
         monkeypatch.setattr(train, "batches", batches)
 
     return arm
+
+
+# --- AWS stand-ins for the launcher's tests (tests/aws_fakes.py, owned with scripts/run_job.py):
+# moto's server on a free port, and SageMaker played on top of it.
+pytest_plugins = ["aws_fakes"]

@@ -10,14 +10,11 @@ import sys
 import tarfile
 from pathlib import Path
 
+import job_config
+import job_request
+import local_job
 import pytest
-from aws_fakes import REGION  # puts scripts/ on sys.path
-
-pytest_plugins = ["aws_fakes"]
-
-import job_config  # noqa: E402
-import job_request  # noqa: E402
-import local_job  # noqa: E402
+from aws_fakes import REGION
 
 PROBE = """
 import json, os, sys

@@ -12,15 +12,12 @@ import sys
 import time
 from pathlib import Path
 
+import aws_env
+import defaults
+import job_config
+import job_results
 import pytest
-from aws_fakes import PROJECT_ROOT, REGION, run_script, upload_folder  # puts scripts/ on sys.path
-
-pytest_plugins = ["aws_fakes"]
-
-import aws_env  # noqa: E402
-import defaults  # noqa: E402
-import job_config  # noqa: E402
-import job_results  # noqa: E402
+from aws_fakes import PROJECT_ROOT, REGION, run_script, upload_folder
 
 RUN_JOB = PROJECT_ROOT / "scripts" / "run_job.py"
 BUCKET = aws_env.default_bucket(REGION)
@@ -282,6 +279,7 @@ def test_missing_config_file_fails_fast_without_any_aws_call(aws_call_recorder, 
     [
         (["--input-mode", "Pipe"], "train.py reads MNIST files"),
         (["--use-spot", "--keep-alive", "600"], "does not work with --use-spot"),
+        (["--no-use-spot", "--keep-alive", "7200"], "at most 3600 seconds"),
         (["--dataset-uri", "dataset/"], "not an S3 URI"),
         (["--exp-name", "bad_name!"], "use letters, digits and single hyphens"),
     ],

@@ -3,13 +3,10 @@
 import os
 import re
 
+import aws_env
 import pytest
-from aws_fakes import PROJECT_ROOT, REGION, run_script  # puts scripts/ on sys.path
-
-pytest_plugins = ["aws_fakes"]
-
-import aws_env  # noqa: E402
-import upload_dataset  # noqa: E402
+import upload_dataset
+from aws_fakes import PROJECT_ROOT, REGION, run_script
 
 UPLOAD = PROJECT_ROOT / "scripts" / "upload_dataset.py"
 BUCKET = aws_env.default_bucket(REGION)
