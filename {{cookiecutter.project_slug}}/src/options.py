@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-# src/tracking.py is part of projects rendered with experiment_tracking=mlflow.
+# src/tracking.py comes with projects rendered with experiment tracking.
 HAS_TRACKING = Path(__file__).with_name("tracking.py").is_file()
 
 

@@ -100,7 +100,7 @@ def open_tracker(config):
     """src/tracking.py's tracker when the project has it and --tracking is on, else None."""
     if not getattr(config, "tracking", False):
         return contextlib.nullcontext()
-    import tracking  # here, not at the top: MLflow takes seconds to import
+    import tracking  # here, not at the top: the tracking library takes seconds to import
 
     return tracking.Tracker(config)
 

@@ -4,8 +4,8 @@
 #
 #   bash src/train.sh --epochs 1
 #
-# Same results as `python src/train.py`, but through the job's code path: SM_* paths, the
-# checkpoint folder beside the model folder, and no tracking unless MLFLOW_TRACKING_URI is set.
+# Same results as `python src/train.py`, through the job's code path: paths from SM_*
+# variables, and the checkpoint folder beside the model folder.
 set -euo pipefail
 
 project="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -3,6 +3,7 @@ tracking failures that never stop training."""
 
 import contextlib
 import io
+import os
 import socket
 
 import pytest
@@ -12,6 +13,14 @@ import checkpoint
 import tracking
 import train
 from options import PROJECT_ROOT
+
+
+@pytest.fixture(autouse=True)
+def no_tracking_environment(monkeypatch):
+    """No MLFLOW_* variables from the caller's shell; each test sets what it needs."""
+    for name in list(os.environ):
+        if name.startswith("MLFLOW_"):
+            monkeypatch.delenv(name)
 
 
 def train_quietly(config):

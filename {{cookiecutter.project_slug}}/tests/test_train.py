@@ -57,7 +57,7 @@ def assert_same_weights(first, second):
 
 def job_environment(**variables):
     """This process's environment without job variables, plus `variables`."""
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("SM_", "MLFLOW_"))}
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("SM_")}
     return {**inherited, **{name: str(value) for name, value in variables.items()}}
 
 
