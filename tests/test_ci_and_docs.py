@@ -493,6 +493,7 @@ def test_readmes_leave_no_template_syntax_behind(documented_project):
         assert "{{" not in text and "{%" not in text, name
 
 
+@pytest.mark.slow  # about 10 s: --help imports torch, the SageMaker SDK, MLflow
 def test_every_script_the_readmes_run_exists_and_accepts_the_options_shown(
     documented_project, help_texts
 ):
