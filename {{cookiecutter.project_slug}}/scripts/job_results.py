@@ -131,10 +131,16 @@ def iso(value):
 def summarize(description, mode):
     """exp.json's content, from a DescribeTrainingJob response (or --local's equivalent)."""
     tags = {tag["Key"]: tag["Value"] for tag in description.get("Tags", [])}
-    channels = {c["ChannelName"]: c for c in description.get("InputDataConfig", [])}
-    training = channels.get("training", {})
-    output_path = description.get("OutputDataConfig", {}).get("S3OutputPath", "").rstrip("/")
+    channels = {
+        channel["ChannelName"]: channel for channel in description.get("InputDataConfig", [])
+    }
+
+    def channel_uri(name):
+        return channels.get(name, {}).get("DataSource", {}).get("S3DataSource", {}).get("S3Uri")
+
     job_name = description["TrainingJobName"]
+    output_path = description.get("OutputDataConfig", {}).get("S3OutputPath", "").rstrip("/")
+    output = f"{output_path}/{job_name}/output" if output_path else None
     resources = description.get("ResourceConfig", {})
     return {
         "job_name": job_name,
@@ -149,16 +155,13 @@ def summarize(description, mode):
         "instance_count": resources.get("InstanceCount"),
         "spot": bool(description.get("EnableManagedSpotTraining")),
         "keep_alive_seconds": resources.get("KeepAlivePeriodInSeconds"),
-        "input_mode": training.get("InputMode"),
+        "input_mode": channels.get("training", {}).get("InputMode"),
         "hyperparameters": description.get("HyperParameters", {}),
-        "dataset_uri": training.get("DataSource", {}).get("S3DataSource", {}).get("S3Uri"),
-        "code_uri": channels.get("code", {})
-        .get("DataSource", {})
-        .get("S3DataSource", {})
-        .get("S3Uri"),
+        "dataset_uri": channel_uri("training"),
+        "code_uri": channel_uri("code"),
         "model_uri": description.get("ModelArtifacts", {}).get("S3ModelArtifacts")
-        or f"{output_path}/{job_name}/output/model.tar.gz",
-        "output_uri": f"{output_path}/{job_name}/output/output.tar.gz",
+        or (output and f"{output}/model.tar.gz"),
+        "output_uri": output and f"{output}/output.tar.gz",
         "checkpoint_uri": description.get("CheckpointConfig", {}).get("S3Uri"),
         "created": iso(description.get("CreationTime")),
         "started": iso(description.get("TrainingStartTime")),

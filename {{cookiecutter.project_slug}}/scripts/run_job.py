@@ -376,8 +376,9 @@ def follow(args, session, launched, outcomes):
             wait(session, [job_name for _, job_name, _ in launched], args.poll_seconds)
     except KeyboardInterrupt:
         exit_code = EXIT_INTERRUPTED
-        print("\nInterrupted. The jobs keep running on SageMaker (and keep billing); stop one with")
-        print("  aws sagemaker stop-training-job --training-job-name JOB_NAME")
+        print("\nInterrupted. The jobs keep running on SageMaker, and billing; to stop them:")
+        for _, job_name, _ in launched:
+            print(f"  aws sagemaker stop-training-job --training-job-name {job_name}")
     except Exception as error:
         exit_code = EXIT_FAILED
         print(f"run_job.py: error while waiting: {aws_env.describe_error(error)}", file=sys.stderr)
@@ -444,7 +445,9 @@ def report(outcomes, good_statuses=None):
             "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         )
     good_statuses = good_statuses or {"Completed"}
-    succeeded = all(s.get("status") in good_statuses and not p for _, s, p in outcomes)
+    succeeded = all(
+        summary.get("status") in good_statuses and not problems for _, summary, problems in outcomes
+    )
     return 0 if succeeded and outcomes else EXIT_FAILED
 
 
