@@ -315,6 +315,7 @@ class Section:
     text: list = field(default_factory=list)  # every line under the heading
     prose: list = field(default_factory=list)  # lines outside code blocks
     commands: list = field(default_factory=list)  # shell commands, comments dropped
+    python: list = field(default_factory=list)  # ```python blocks
 
     def inline_commands(self):
         """Commands quoted in the prose as `python ...`, even when the span wraps a line."""
@@ -335,6 +336,8 @@ class Readme:
             section = self.sections[-1]
             if line.startswith("```"):
                 fence = line[3:].strip().lower() if fence is None else None
+                if fence == "python":
+                    section.python.append("")
                 continue
             if fence is None and re.match(r"#{1,6} ", line):
                 self.headings.append(line)
@@ -344,6 +347,8 @@ class Readme:
             section.text.append(line)
             if fence is None:
                 section.prose.append(line)
+            elif fence == "python":
+                section.python[-1] += line + "\n"
             elif fence in SHELL_FENCES:
                 pending += line
                 if pending.endswith("\\"):
@@ -576,3 +581,31 @@ def test_post_gen_next_steps_are_commands_the_readme_shows(tmp_path):
     for words in steps[1:]:
         assert tuple(words) in documented, f"next step `{' '.join(words)}` is not in README.md"
     assert len(steps) >= 4
+
+
+@pytest.mark.parametrize("name", READMES)
+def test_own_data_snippet_writes_a_dataset_that_train_py_reads(name, default_project, tmp_path):
+    project = tmp_path / "project"
+    shutil.copytree(default_project, project)
+    readme = Readme(project / name)
+    # The "your own data" section is the one whose Python writes IDX files.
+    (snippet,) = [code for s in readme.sections for code in s.python if "write_idx(" in code]
+    wrote = subprocess.run(
+        [sys.executable, "-c", snippet], cwd=project, capture_output=True, text=True
+    )
+    assert wrote.returncode == 0, wrote.stderr
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import torch; from data import load_mnist; "
+            "d = load_mnist('dataset', torch.device('cpu')); "
+            "print(*d['train'][0].shape, len(d['test'][1]))",
+        ],
+        cwd=project,
+        env={**os.environ, "PYTHONPATH": str(project / "src")},
+        capture_output=True,
+        text=True,
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.split() == ["600", "1", "28", "28", "100"]
