@@ -1,5 +1,10 @@
 """Experiment tracking with MLflow: params, per-epoch metrics, plots and the model.
 
+MLflow runs in a process of its own (`python tracking.py`, fed JSON lines on stdin): its import
+and a store's first use take seconds, which then overlap with training instead of adding to it;
+its memory is not the trainer's; and a slow or unreachable server can never block a training step.
+The first failure prints one warning and turns tracking off: tracking never stops a paid job.
+
 Where runs go:
 - MLFLOW_TRACKING_URI when set: any MLflow URI, or the ARN of a SageMaker managed MLflow
   tracking server (run_job.py passes it to jobs; the sagemaker-mlflow plugin signs requests);
@@ -7,20 +12,22 @@ Where runs go:
   (browse it with: mlflow ui --backend-store-uri sqlite:///result/mlflow.db);
 - else (a job without a tracking server) nowhere: a store inside the container would be lost.
 Experiment: MLFLOW_EXPERIMENT_NAME, else the project's experiment name. Run name: MLFLOW_RUN_NAME.
-
-Tracking never stops training: the first failure (server unreachable, bad credentials, ...)
-prints one warning and turns tracking off for the rest of the run.
 """
 
+import json
+import logging
 import os
+import signal
+import subprocess
 import sys
+import uuid
 from pathlib import Path
 
-from checkpoint import Interrupted
 from options import PROJECT_ROOT
 
 EXPERIMENT_NAME = {{ cookiecutter.experiment_name | tojson }}
 LOCAL_STORE = f"sqlite:///{PROJECT_ROOT / 'result' / 'mlflow.db'}"
+RUN_KEY_TAG = "train_run_key"  # finds the run again when an interrupted training resumes
 
 
 def tracking_uri():
@@ -32,91 +39,139 @@ def tracking_uri():
     return LOCAL_STORE
 
 
+class Tracker:
+    """The trainer's side: starts the MLflow process and sends it what to log.
+
+    A context manager: leaving it ends the MLflow run as FINISHED, or as KILLED when training
+    was interrupted (a resumed training continues that run), or FAILED.
+    """
+
+    def __init__(self, config):
+        self.config = config
+        self.process = None
+
+    def __enter__(self):
+        return self
+
+    def start(self, run_key=None):
+        """Start logging a run (or continue the one of `run_key`); return the run's key."""
+        uri = tracking_uri()
+        if uri is None:
+            print("tracking: off (no MLFLOW_TRACKING_URI in this job)")
+            return run_key
+        run_key = run_key or uuid.uuid4().hex
+        self.process = subprocess.Popen(
+            [sys.executable, __file__], stdin=subprocess.PIPE, text=True
+        )
+        self.send(
+            uri=uri,
+            experiment=os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT_NAME,
+            run_name=os.environ.get("MLFLOW_RUN_NAME"),
+            run_key=run_key,
+            params={key: str(value) for key, value in vars(self.config).items()},
+        )
+        return run_key
+
+    def send(self, **event):
+        if self.process is None:
+            return
+        try:
+            self.process.stdin.write(json.dumps(event) + "\n")
+            self.process.stdin.flush()
+        except OSError:  # the process is gone; it said why
+            self.process = None
+
+    def log_epoch(self, row):
+        metrics = {key: value for key, value in row.items() if key != "epoch"}
+        self.send(metrics=metrics, step=row["epoch"])
+
+    def finish(self, figures, model_file):
+        """Log the plots, and the model as model.pt (weights) + model.py (the network's code):
+        weights and code load without running stored code, unlike a pickled module."""
+        for figure in figures:
+            self.send(artifact=str(figure), folder="plots")
+        for file in (model_file, Path(__file__).with_name("model.py")):
+            self.send(artifact=str(file), folder="model")
+
+    def __exit__(self, kind, error, traceback):
+        if kind is None:
+            status = "FINISHED"
+        elif hasattr(error, "exit_code"):  # checkpoint.Interrupted (no torch import here)
+            status = "KILLED"
+        else:
+            status = "FAILED"
+        self.send(end=status)
+        if self.process is not None:
+            self.process.stdin.close()
+            try:  # uploads finish here; a stuck server costs a bounded wait, not the job
+                self.process.wait(timeout=120 if kind is None else 20)
+            except subprocess.TimeoutExpired:
+                print("warning: experiment tracking did not finish; stopped it", file=sys.stderr)
+                self.process.kill()
+
+
+def log_events(lines):
+    """The MLflow process: log each JSON event; after a failure, warn once and drain."""
+    import mlflow
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # no INFO chatter in the job log
+    status = "KILLED"  # if the trainer vanishes without saying how the run ended
+    try:
+        for line in lines:
+            event = json.loads(line)
+            if "uri" in event:
+                start_run(mlflow, event)
+            elif "metrics" in event:
+                mlflow.log_metrics(event["metrics"], step=event["step"])
+            elif "artifact" in event:
+                mlflow.log_artifact(event["artifact"], artifact_path=event["folder"])
+            elif "end" in event:
+                status = event["end"]
+        if mlflow.active_run():
+            mlflow.end_run(status=status)
+    except Exception as error:  # tracking must never stop training
+        reason = " ".join(str(error).split())[:300]
+        print(
+            f"warning: experiment tracking failed ({type(error).__name__}: {reason}); "
+            "training goes on without it",
+            file=sys.stderr,
+        )
+        for _ in lines:  # read on, so that the trainer can write until it is done
+            pass
+
+
+def start_run(mlflow, event):
+    mlflow.set_tracking_uri(event["uri"])
+    name = event["experiment"]
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is None:
+        store = sqlite_folder(event["uri"])
+        # A local store keeps its files beside the database, not in ./mlruns of the cwd.
+        location = (store / "mlartifacts").as_uri() if store else None
+        mlflow.create_experiment(name, artifact_location=location)
+        experiment = mlflow.get_experiment_by_name(name)
+    mlflow.set_experiment(experiment_id=experiment.experiment_id)
+    earlier = mlflow.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.{RUN_KEY_TAG} = '{event['run_key']}'",
+        output_format="list",
+    )
+    if earlier:  # a resumed training continues its run
+        run = mlflow.start_run(run_id=earlier[0].info.run_id)
+    else:
+        run = mlflow.start_run(run_name=event["run_name"], tags={RUN_KEY_TAG: event["run_key"]})
+        mlflow.log_params(event["params"])
+    print(f"tracking: MLflow run {run.info.run_id} in experiment {name} at {event['uri']}")
+
+
 def sqlite_folder(uri):
     """The folder of a sqlite:///path store, else None."""
     prefix = "sqlite:///"
     return Path(uri[len(prefix) :]).resolve().parent if uri.startswith(prefix) else None
 
 
-class Tracker:
-    """One MLflow run; a context manager that ends the run with the right status."""
-
-    def __init__(self, config):
-        self.config = config
-        self.mlflow = None
-        self.uri = tracking_uri()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, error, traceback):
-        if kind is None:
-            status = "FINISHED"
-        elif issubclass(kind, Interrupted):  # a resumed run continues this MLflow run
-            status = "KILLED"
-        else:
-            status = "FAILED"
-        self._safely(lambda mlflow: mlflow.end_run(status=status))
-
-    def _safely(self, action):
-        """Run action(mlflow); on any error warn once and stop tracking."""
-        if self.mlflow is None:
-            return None
-        try:
-            return action(self.mlflow)
-        except Exception as error:  # tracking must never kill a paid job
-            message = str(error).strip().splitlines()[0] if str(error).strip() else ""
-            print(
-                f"warning: experiment tracking failed ({type(error).__name__}: {message[:300]}); "
-                "training goes on without it",
-                file=sys.stderr,
-            )
-            self.mlflow = None
-            return None
-
-    def start(self, run_id=None):
-        """Start (or, after a resume, continue) the MLflow run; return its id."""
-        if self.uri is None:
-            print("tracking: off (no MLFLOW_TRACKING_URI in this job)")
-            return run_id
-        import mlflow
-
-        self.mlflow = mlflow
-
-        def start_run(mlflow):
-            mlflow.set_tracking_uri(self.uri)
-            if run_id is None:
-                name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT_NAME
-                store = sqlite_folder(self.uri)
-                if store and mlflow.get_experiment_by_name(name) is None:
-                    # Files beside the database, not in ./mlruns of whatever the cwd is.
-                    mlflow.create_experiment(name, (store / "mlartifacts").as_uri())
-                mlflow.set_experiment(name)
-                run = mlflow.start_run(run_name=os.environ.get("MLFLOW_RUN_NAME"))
-                params = {key: str(value) for key, value in vars(self.config).items()}
-                mlflow.log_params(params)
-            else:
-                run = mlflow.start_run(run_id=run_id)
-            print(f"tracking: MLflow run {run.info.run_id} at {self.uri}")
-            return run.info.run_id
-
-        return self._safely(start_run) or run_id
-
-    def log_epoch(self, row):
-        metrics = {key: value for key, value in row.items() if key != "epoch"}
-        self._safely(lambda mlflow: mlflow.log_metrics(metrics, step=row["epoch"]))
-
-    def finish(self, figures, model_file):
-        """Log the plots, and the model as model.pt (weights) + model.py (the network's code).
-
-        Weights and code, not a pickled module: loading runs no stored code, and it takes
-        milliseconds (mlflow.pytorch.log_model pickles, or traces the model for seconds).
-        """
-
-        def log_outputs(mlflow):
-            for figure in figures:
-                mlflow.log_artifact(str(figure), artifact_path="plots")
-            mlflow.log_artifact(str(model_file), artifact_path="model")
-            mlflow.log_artifact(str(Path(__file__).with_name("model.py")), artifact_path="model")
-
-        self._safely(log_outputs)
+if __name__ == "__main__":
+    # Ctrl-C and SIGTERM are for the trainer, which then ends the run and closes stdin.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    log_events(sys.stdin)

@@ -166,7 +166,7 @@ def train(config):
 
     with checkpoint.StopSignals() as stop, open_tracker(config) as tracker:
         if tracker:
-            run["tracking_run_id"] = tracker.start(run.get("tracking_run_id"))
+            run["tracking_run_key"] = tracker.start(run.get("tracking_run_key"))
         while run["epoch"] < config.epochs and not stop.received:
             epoch = run["epoch"] + 1
             if run["order"] is None:
