@@ -1,5 +1,6 @@
 """CI workflows, cruft updates and the rendered READMEs: what users meet first must work."""
 
+import io
 import json
 import os
 import re
@@ -7,6 +8,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tokenize
 from dataclasses import dataclass, field
 from itertools import zip_longest
 from pathlib import Path
@@ -293,6 +295,7 @@ README_OPTIONS = [
 ]
 READMES = ["README.md", "README.ja.md"]
 SHELL_FENCES = {"bash", "sh", "shell"}
+IGNORED_TOKENS = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT}
 SHELL_OPERATORS = {"&&", "||", ";", "|", "&"}
 # --help must work on a machine with no AWS credentials and no network.
 NO_AWS = {
@@ -389,6 +392,12 @@ def shell_tokens(line):
     return list(lexer)
 
 
+def without_comments(python_code):
+    """The code of a Python block, comments (translated in README.ja.md) and layout dropped."""
+    tokens = tokenize.generate_tokens(io.StringIO(python_code).readline)
+    return [token.string for token in tokens if token.type not in IGNORED_TOKENS]
+
+
 def simple_commands(command):
     """Split `a && b | c` into [[a...], [b...], [c...]] without leading VAR=value assignments."""
     current = []
@@ -481,6 +490,8 @@ def test_readmes_show_the_same_commands_section_by_section(documented_project):
     english, japanese = (Readme(documented_project / name) for name in READMES)
     for en, ja in zip(english.sections, japanese.sections, strict=True):
         assert ja.commands == en.commands, f"{en.heading!r} vs {ja.heading!r}"
+        code = [without_comments(block) for block in en.python]
+        assert [without_comments(block) for block in ja.python] == code, en.heading
     assert sum(len(section.commands) for section in english.sections) >= 5
 
 
