@@ -166,15 +166,12 @@ class FakeSageMaker:
     model.tar.gz that points outside its folder).
     """
 
-    def __init__(self, endpoint):
-        self.endpoint = endpoint
+    def __init__(self, aws):
+        self.aws = aws
         self.behaviour = "run"
         self.requests = []
         self.threads = []
         self.release = threading.Event()
-
-    def client(self, service):
-        return boto3.client(service, region_name=REGION, endpoint_url=self.endpoint)
 
     def on_create(self, backend, request):
         self.requests.append(request)
@@ -202,7 +199,7 @@ class FakeSageMaker:
                 return
         output_path = request["OutputDataConfig"]["S3OutputPath"].rstrip("/")
         output = f"{output_path}/{job.training_job_name}/output"
-        s3 = self.client("s3")
+        s3 = self.aws.client("s3")
         with tempfile.TemporaryDirectory(prefix="fake-sagemaker-") as workdir:
             if self.behaviour == "hostile":
                 run = local_job.ContainerRun(
@@ -248,7 +245,7 @@ class FakeSageMaker:
         job.training_job_status = job.secondary_status = description["TrainingJobStatus"]
 
     def write_logs(self, job_name, run):
-        logs = self.client("logs")
+        logs = self.aws.client("logs")
         try:
             logs.create_log_group(logGroupName=job_results.LOG_GROUP)
         except logs.exceptions.ResourceAlreadyExistsException:
@@ -267,7 +264,7 @@ def fake_sagemaker(aws, monkeypatch):
     from moto.sagemaker.exceptions import ValidationError
     from moto.sagemaker.responses import SageMakerResponse
 
-    fake = FakeSageMaker(aws.endpoint)
+    fake = FakeSageMaker(aws)
     create = SageMakerResponse.create_training_job
 
     def create_and_play(self):
