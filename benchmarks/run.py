@@ -219,8 +219,8 @@ def format_table(machine, rows, when):
     lines = [
         f"Measured {when:%Y-%m-%d %H:%M} UTC on `{machine['host']}`: {machine['cores']} cores, "
         f"{machine['cpu']}, GPU: {machine['gpu']}, {machine['os']}, Python {machine['python']}, "
-        f"torch {machine['torch']}. Load average at start: {machine['load']}; at the end: "
-        f"{machine.get('load_end', 'unknown')}.",
+        f"torch {machine['torch']}, {machine.get('threads', 'default threads')}. Load average "
+        f"at start: {machine['load']}; at the end: {machine.get('load_end', 'unknown')}.",
         "",
         "| figure (what is timed) | runs | ours | baseline | target | status |",
         "|---|---|---|---|---|---|",
@@ -524,6 +524,12 @@ def build_parser():
         "--quick", action="store_true", help="one run per figure (same as --repeats 1)"
     )
     parser.add_argument(
+        "--threads",
+        type=positive_int,
+        help="CPU threads per measured process (OMP_NUM_THREADS); default: torch's choice. "
+        "--threads 1 compares fairly on a machine that is busy with other work",
+    )
+    parser.add_argument(
         "--results",
         type=Path,
         default=BENCHMARKS / "results",
@@ -539,7 +545,12 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     repeats = 1 if args.quick else args.repeats
     baseline_repeats = 1 if args.quick else args.baseline_repeats
+    if args.threads:  # the children inherit it; torch reads it at start-up
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
     machine = machine_info()
+    machine["threads"] = (
+        f"{args.threads} thread(s) per process" if args.threads else "default threads"
+    )
     when = datetime.datetime.now(datetime.timezone.utc)
     with tempfile.TemporaryDirectory(prefix="sm-template-bench-") as temporary:
         work = args.keep or Path(temporary)

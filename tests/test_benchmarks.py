@@ -33,6 +33,7 @@ MACHINE = {
     "torch": "2.14.1",
     "load": "0.5, 0.4, 0.3",
     "load_end": "1.2, 0.6, 0.4",
+    "threads": "1 thread(s) per process",
 }
 WHEN = datetime.datetime(2026, 11, 21, 23, 30, tzinfo=datetime.timezone.utc)
 
@@ -45,7 +46,7 @@ def test_table_heading_names_the_date_and_the_machine():
     heading = bench.format_table(MACHINE, [], WHEN).splitlines()[0]
     assert heading.startswith("Measured 2026-11-21 23:30 UTC on `ci-runner`")
     expected = ["2 cores", "Some CPU @ 2.3GHz", "GPU: none", "Python 3.12.1", "torch 2.14.1"]
-    expected += ["at start: 0.5, 0.4, 0.3", "at the end: 1.2, 0.6, 0.4"]
+    expected += ["at start: 0.5, 0.4, 0.3", "at the end: 1.2, 0.6, 0.4", "1 thread(s) per process"]
     for value in expected:
         assert value in heading
 
