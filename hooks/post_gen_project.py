@@ -48,15 +48,21 @@ def remove_unused_files(root):
 
 
 def print_next_steps(root):
-    print(
-        f"\nCreated {root.name}/. Next steps:\n"
-        f"  cd {shlex.quote(root.name)}\n"
-        "  python -m pip install -r requirements.txt\n"
-        "  python scripts/prepare_dataset.py synthetic\n"
-        "  python src/train.py --epochs 2\n"
-        "  bash scripts/run_job.sh 001 --dry-run\n"
-        "See README.md for uploading data and launching jobs on SageMaker."
+    target = (
+        f"{CONTEXT['instance_type']} in {CONTEXT['aws_region']}"
+        f" (account {CONTEXT['aws_account_id']})"
     )
+    steps = [
+        f"cd {shlex.quote(root.name)}",
+        "python -m pip install -r requirements-dev.txt",
+        "python scripts/prepare_dataset.py synthetic",
+        "python src/train.py --epochs 2",
+        f"bash scripts/run_job.sh 001 --dry-run    # the job request for {target}; no AWS call",
+    ]
+    if CONTEXT["container"] == "custom":
+        steps.append("bash scripts/build_and_push.sh    # your image on ECR, before the first job")
+    print(f"\nCreated {root.name}/. Next steps (README.md, in Japanese README.ja.md):")
+    print("\n".join(f"  {step}" for step in steps))
 
 
 def main():

@@ -12,6 +12,9 @@ import sys
 from pathlib import Path
 
 CONTEXT = json.loads(r"""{{ cookiecutter | tojson }}""")
+# cookiecutter.json as cookiecutter read it before prompting (lists for choices);
+# absent under cruft, and without lists when replaying.
+TEMPLATE_SPEC = json.loads(r"""{{ _cookiecutter | default({}) | tojson }}""")
 
 # Job names are "<experiment>-<config>-<YYYYmmdd-HHMMSS>" and SageMaker allows 63
 # characters: 32 leaves room for a 14-character config name such as "exp001".
@@ -54,15 +57,18 @@ RULES = {
 
 
 def offered_choices():
-    """Choice variables as cookiecutter.json lists them (a replay file may hold anything).
+    """The options each choice variable offers, as cookiecutter.json lists them.
 
-    cruft renders without telling hooks where the template is; its prompts already
-    restrict choices, so there is nothing more to check then.
+    A replay file may hold anything and carries no lists: then read cookiecutter.json
+    from the template folder when cookiecutter says where it is. cruft says neither,
+    and its prompts restrict choices themselves.
     """
-    if "_repo_dir" not in CONTEXT:
-        return {}
-    spec = json.loads((Path(CONTEXT["_repo_dir"]) / "cookiecutter.json").read_text("utf-8"))
-    return {key: value for key, value in spec.items() if isinstance(value, list)}
+    choices = {key: value for key, value in TEMPLATE_SPEC.items() if isinstance(value, list)}
+    spec_file = Path(CONTEXT.get("_repo_dir", "")) / "cookiecutter.json"
+    if not choices and spec_file.is_absolute() and spec_file.is_file():
+        spec = json.loads(spec_file.read_text("utf-8"))
+        choices = {key: value for key, value in spec.items() if isinstance(value, list)}
+    return choices
 
 
 def problem(key, value, choices):

@@ -174,26 +174,33 @@ def test_rendered_values_land_where_they_are_used(bake):
         "use_spot_instances": True,
     }
     project = bake(**values)
-    defaults = run_checked(
-        sys.executable,
-        "-c",
-        "import json, defaults; print(json.dumps({k: v for k, v in vars(defaults).items() "
-        "if k.isupper()}))",
-        cwd=project / "scripts",
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    env.pop("SAGEMAKER_ROLE_ARN", None)
+    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env["PATH"]])
+    dry_run = subprocess.run(
+        ["bash", "scripts/run_job.sh", "001", "--dry-run"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
-    assert defaults.returncode == 0, defaults.stderr
-    rendered = json.loads(defaults.stdout)
-    assert rendered["AWS_ACCOUNT_ID"] == values["aws_account_id"]
-    assert rendered["AWS_REGION"] == values["aws_region"]
-    assert rendered["INSTANCE_TYPE"] == values["instance_type"]
-    assert rendered["EXPERIMENT_NAME"] == values["experiment_name"]
-    assert rendered["SAGEMAKER_ROLE"] == values["sagemaker_role"]
-    assert rendered["USE_SPOT_INSTANCES"] is True
+    assert dry_run.returncode == 0, dry_run.stderr
+    request = json.loads(dry_run.stdout)
+    assert request["TrainingJobName"].startswith("kaggle-digits-exp001-")
+    assert request["RoleArn"] == "arn:aws:iam::210987654321:role/MyTeamSageMakerRole"
+    assert request["ResourceConfig"]["InstanceType"] == "ml.g5.xlarge"
+    assert request["OutputDataConfig"]["S3OutputPath"].startswith(
+        "s3://sagemaker-ap-northeast-1-210987654321/"
+    )
+    assert request["EnableManagedSpotTraining"] is True
+    assert (
+        ".ecr.ap-northeast-1.amazonaws.com/pytorch-training:"
+        in (request["AlgorithmSpecification"]["TrainingImage"])
+    )
     readme = (project / "README.md").read_text("utf-8")
-    run_job_sh = (project / "scripts/run_job.sh").read_text("utf-8")
-    for value in ("210987654321", "ap-northeast-1", "ml.g5.xlarge", "kaggle-digits"):
-        assert value in readme
-        assert value in run_job_sh
+    for value in values.values():
+        assert str(value).lower() in readme.lower()
 
 
 def test_pytorch_version_choices_all_have_a_training_image_in_the_sdk_table():
@@ -240,3 +247,24 @@ def test_command_line_render_then_replay_gives_the_same_project(tmp_path):
     for name in project_files(first_project):
         assert (first_project / name).read_bytes() == (second_project / name).read_bytes(), name
     assert home.is_dir()
+
+
+def test_render_from_a_relative_template_path_validates_choices(tmp_path):
+    rendered = subprocess.run(
+        [sys.executable, "-m", "cookiecutter", "--no-input", ".", "-o", str(tmp_path / "ok")],
+        cwd=TEMPLATE_DIR,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    refused = subprocess.run(
+        [sys.executable, "-m", "cookiecutter", "--no-input", ".", "-o", str(tmp_path / "bad")]
+        + ["container=podman"],
+        cwd=TEMPLATE_DIR,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert "container" in refused.stderr

@@ -3,6 +3,8 @@
 Each can be overridden on the command line (and some by environment, see --help).
 """
 
+# Rendered as JSON strings, which are valid Python: kept as written so any text is safe.
+# fmt: off
 PROJECT_NAME = {{ cookiecutter.project_name | tojson }}
 PROJECT_SLUG = {{ cookiecutter.project_slug | tojson }}
 AWS_ACCOUNT_ID = {{ cookiecutter.aws_account_id | tojson }}
@@ -14,3 +16,4 @@ PYTORCH_VERSION = {{ cookiecutter.pytorch_version | tojson }}
 USE_SPOT_INSTANCES = {{ cookiecutter.use_spot_instances | tojson | capitalize }}
 EXPERIMENT_TRACKING = {{ cookiecutter.experiment_tracking | tojson }}
 CONTAINER = {{ cookiecutter.container | tojson }}
+# fmt: on
