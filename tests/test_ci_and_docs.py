@@ -565,7 +565,8 @@ def test_files_and_nox_sessions_the_readmes_name_exist(documented_project):
         assert seen == {"pip install -r", "run_job.sh", "nox"}, f"{name} shows only {seen}"
 
 
-def test_post_gen_next_steps_are_commands_the_readme_shows(tmp_path):
+@pytest.mark.parametrize("container", TEMPLATE_SPEC["container"])
+def test_post_gen_next_steps_are_commands_the_readme_shows(container, tmp_path):
     rendered = subprocess.run(
         [
             sys.executable,
@@ -575,6 +576,7 @@ def test_post_gen_next_steps_are_commands_the_readme_shows(tmp_path):
             str(TEMPLATE_DIR),
             "-o",
             str(tmp_path / "out"),
+            f"container={container}",
         ],
         capture_output=True,
         text=True,
