@@ -39,6 +39,9 @@ class JobSpec:
     keep_alive: int = 0
     checkpoint_uri: str | None = None
     environment: dict = field(default_factory=dict)
+    # Data-parallel: torchrun starts train.py once per GPU (or this many times) on every host.
+    distributed: bool = False
+    processes_per_host: int | None = None
 
 
 def role_arn(role):
@@ -114,15 +117,11 @@ def offline_session(region, bucket):
                 os.environ["SAGEMAKER_VALIDATE_ROLE"] = previous
 
 
-def build_request(spec, config, base_job_name, session):
-    """The CreateTrainingJob request (boto3's shape) for one config."""
+def model_trainer(spec, hyperparameters, base_job_name, tags, session):
+    """SDK v3's ModelTrainer for a job: image, code, compute, stopping, checkpoints."""
     from sagemaker.core.training.configs import (
-        Channel,
         CheckpointConfig,
         Compute,
-        DataSource,
-        MetricDefinition,
-        S3DataSource,
         SourceCode,
         StoppingCondition,
         Tag,
@@ -131,8 +130,9 @@ def build_request(spec, config, base_job_name, session):
     with warnings.catch_warnings():  # the SDK imports its own deprecated module aliases
         warnings.simplefilter("ignore", DeprecationWarning)
         from sagemaker.train import ModelTrainer
+        from sagemaker.train.distributed import Torchrun
 
-    trainer = ModelTrainer(
+    return ModelTrainer(
         sagemaker_session=session,
         role=spec.role_arn,
         base_job_name=base_job_name,
@@ -157,23 +157,26 @@ def build_request(spec, config, base_job_name, session):
         # With spot, SageMaker syncs /opt/ml/checkpoints to S3 and back after a reclaim, and
         # train.py resumes from it. No URI: the SDK picks s3://<bucket>/<base name>/<job>/.
         checkpoint_config=CheckpointConfig(s3_uri=spec.checkpoint_uri) if spec.use_spot else None,
-        hyperparameters=config.hyperparameters,
+        hyperparameters=hyperparameters,
         environment=spec.environment,
-        tags=[
-            Tag(key="project", value=defaults.PROJECT_SLUG),
-            Tag(key="experiment", value=spec.experiment),
-            Tag(key="config", value=config.name),
-        ],
+        tags=[Tag(key=key, value=value) for key, value in tags.items()],
         training_input_mode=spec.input_mode,
+        # sm_train.sh then runs the SDK's torchrun_driver.py instead of basic_script_driver.py.
+        distributed=(
+            Torchrun(process_count_per_node=spec.processes_per_host) if spec.distributed else None
+        ),
     )
-    trainer.with_metric_definitions(
-        [
-            MetricDefinition(name=metric["Name"], regex=metric["Regex"])
-            for metric in METRIC_DEFINITIONS
-        ]
-    )
-    # The SDK sets File on every channel it builds from a URI; ours carries the chosen mode.
-    training = Channel(
+
+
+def job_tags(spec, config_name):
+    return {"project": defaults.PROJECT_SLUG, "experiment": spec.experiment, "config": config_name}
+
+
+def training_channel(spec):
+    """The dataset channel; the SDK sets File on every channel it builds, ours has the mode."""
+    from sagemaker.core.training.configs import Channel, DataSource, S3DataSource
+
+    return Channel(
         channel_name=TRAINING_CHANNEL,
         data_source=DataSource(
             s3_data_source=S3DataSource(
@@ -184,9 +187,26 @@ def build_request(spec, config, base_job_name, session):
         ),
         input_mode=spec.input_mode,
     )
+
+
+def build_request(spec, config, base_job_name, session):
+    """The CreateTrainingJob request (boto3's shape) for one config."""
+    from sagemaker.core.training.configs import MetricDefinition
+
+    trainer = model_trainer(
+        spec, config.hyperparameters, base_job_name, job_tags(spec, config.name), session
+    )
+    trainer.with_metric_definitions(
+        [
+            MetricDefinition(name=metric["Name"], regex=metric["Regex"])
+            for metric in METRIC_DEFINITIONS
+        ]
+    )
     # The SDK's own request builder (its AWS Batch support uses it the same way); train() would
     # send the same request but also wait and stream logs its own way.
-    request = trainer._create_training_job_args(input_data_config=[training], boto3=True)
+    request = trainer._create_training_job_args(
+        input_data_config=[training_channel(spec)], boto3=True
+    )
     if "MLFLOW_TRACKING_URI" in request.get("Environment", {}):
         request["Environment"]["MLFLOW_RUN_NAME"] = request["TrainingJobName"]
     return request

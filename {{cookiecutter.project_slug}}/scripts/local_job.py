@@ -6,8 +6,8 @@ container drivers (sagemaker/train/container_drivers/) give it inside the image:
 - an /opt/ml tree (here in a temp folder): input/config/*.json, input/data/<channel>/,
   model/, output/data/, output/failure, checkpoints/;
 - the SM_* variables of scripts/environment.py, TRAINING_JOB_NAME and the request's Environment;
-- argv as distributed_drivers/basic_script_driver.py builds it from the hyperparameters,
-  run in input/data/code/;
+- argv as distributed_drivers/basic_script_driver.py builds it from the hyperparameters, or
+  as torchrun_driver.py does for a distributed (Torchrun) job, run in input/data/code/;
 - model/ and output/data/ packed as model.tar.gz and output.tar.gz at the end, whatever the outcome.
 
 tests/test_local_job.py checks this against the SDK's driver functions.
@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tarfile
@@ -169,12 +170,29 @@ def container_environment(opt_ml, job_name, resources, channels, hyperparameters
 
 
 def entry_command(environment):
-    """basic_script_driver.py's command line, from SM_ENTRY_SCRIPT and SM_HPS."""
+    """The driver's command line, from SM_ENTRY_SCRIPT, SM_HPS and SM_DISTRIBUTED_CONFIG:
+    basic_script_driver.py's, or torchrun_driver.py's for one host when the job is distributed.
+    """
     entry_script = environment["SM_ENTRY_SCRIPT"]
     if not entry_script.endswith(".py"):
         raise ValueError(f"--local runs Python entry scripts only, not {entry_script}")
     arguments = hyperparameters_to_cli_args(json.loads(environment["SM_HPS"]))
-    return [sys.executable, entry_script, *arguments]
+    distributed = json.loads(environment.get("SM_DISTRIBUTED_CONFIG") or "{}")
+    if not distributed:
+        return [sys.executable, entry_script, *arguments]
+    if "process_count_per_node" not in distributed or "mpi_additional_options" in distributed:
+        raise ValueError(f"--local runs Torchrun jobs only, not {distributed}")
+    # As the driver's get_process_count(): the configured count, else one per GPU, else 1.
+    processes = distributed["process_count_per_node"] or int(environment["SM_NUM_GPUS"]) or 1
+    # `torchrun` itself, from this Python (a venv's torchrun need not be on PATH).
+    torchrun = [sys.executable, "-m", "torch.distributed.run"]
+    return [*torchrun, "--nnodes=1", f"--nproc_per_node={processes}", entry_script, *arguments]
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def prepare_tree(opt_ml, request, channel_dirs):
@@ -222,6 +240,10 @@ def run_container(request, channel_dirs, workdir, echo=print):
         "TRAINING_JOB_NAME": job_name,
         **sm_environment,
     }
+    if "torch.distributed.run" in command:
+        # torchrun's own variable for --master-port: two local jobs at once do not collide on
+        # its default port, and the command stays the driver's.
+        environment["PET_MASTER_PORT"] = str(free_port())
     log_events = []
 
     def log(line):
@@ -252,7 +274,8 @@ def run_container(request, channel_dirs, workdir, echo=print):
         status = "Failed"
         last_lines = [text for _, text in log_events[-3:] if text.strip()]
         failure_reason = (
-            f"AlgorithmError: {command[1]} exited with code {exit_code}: " + " | ".join(last_lines)
+            f"AlgorithmError: {sm_environment['SM_ENTRY_SCRIPT']} exited with code {exit_code}: "
+            + " | ".join(last_lines)
         )[:1024]
         (opt_ml / "output" / "failure").write_text(failure_reason)
     artifacts = workdir / "artifacts"

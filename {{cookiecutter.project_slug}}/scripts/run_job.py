@@ -4,6 +4,7 @@
     python scripts/run_job.py --config config/exp001.yaml config/exp002.yaml   # in parallel
     python scripts/run_job.py --dry-run      # print the CreateTrainingJob request; no AWS call
     python scripts/run_job.py --local        # run that request on this machine (no Docker)
+    python scripts/run_job.py --instance-count 2   # data-parallel on 2 hosts (torchrun)
     python scripts/run_job.py --fetch JOB    # wait for an existing job and fetch its results
 
 Results land in result/model/<timestamp>/ (one folder per job: model/, output/, logs.txt,
@@ -39,20 +40,8 @@ def input_mode(text):
     return modes[text.lower()]
 
 
-def build_parser():
-    numbers = job_config.train_options()  # the same checks train.py applies to its numbers
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n")[0],
-        epilog=__doc__.split("\n", 2)[2],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "--config",
-        nargs="+",
-        type=Path,
-        default=[aws_env.PROJECT_ROOT / "config" / "exp001.yaml"],
-        help="hyperparameter YAML file(s); several launch one job each (default: exp001.yaml)",
-    )
+def add_job_options(parser, numbers):
+    """What a training job runs on and with; run_job.py and tune.py share them."""
     parser.add_argument(
         "--dataset-uri",
         help="training data: s3://... (default: s3://sagemaker-<region>-<account>/dataset, where "
@@ -70,7 +59,20 @@ def build_parser():
         "--instance-count",
         type=numbers.positive_int,
         default=1,
-        help="hosts; each runs train.py (default: %(default)s)",
+        help="hosts; more than 1 trains data-parallel across them (implies --distributed; "
+        "default: %(default)s)",
+    )
+    parser.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel with torchrun: one train.py process per GPU on every host, "
+        "gradients averaged (SDK v3's Torchrun)",
+    )
+    parser.add_argument(
+        "--processes-per-host",
+        type=numbers.positive_int,
+        help="with --distributed: train.py processes per host (default: one per GPU, "
+        "1 without GPUs)",
     )
     aws_env.add_region_option(parser)
     parser.add_argument(
@@ -93,17 +95,61 @@ def build_parser():
         "(default: %(default)s; Pipe does not suit train.py)",
     )
     parser.add_argument(
+        "--max-run",
+        type=numbers.positive_int,
+        default=3600,
+        help="seconds of training at most (3600)",
+    )
+    if defaults.EXPERIMENT_TRACKING == "mlflow":
+        parser.add_argument(
+            "--mlflow-tracking-arn",
+            default=os.environ.get("MLFLOW_TRACKING_ARN"),
+            help="SageMaker managed MLflow tracking server ARN; the job logs to it "
+            "(default: $MLFLOW_TRACKING_ARN; none: the job does not track)",
+        )
+
+
+def check_job_options(parser, args, local=False):
+    """Checks and defaults that depend on several job options (parser.error on a bad one)."""
+    if args.processes_per_host and not args.distributed:
+        parser.error("--processes-per-host needs --distributed")
+    args.distributed = args.distributed or args.instance_count > 1
+    arn = getattr(args, "mlflow_tracking_arn", None)
+    if arn and not arn.startswith("arn:aws"):
+        parser.error(f"--mlflow-tracking-arn: expected arn:aws:sagemaker:..., got {arn!r}")
+    if args.dataset_uri is None:
+        bucket = aws_env.default_bucket(args.region)
+        args.dataset_uri = str(aws_env.DATASET_DIR) if local else aws_env.dataset_uri(bucket)
+    if local and not args.dataset_uri.startswith("s3://"):
+        args.dataset_uri = str(Path(args.dataset_uri).resolve())
+    else:
+        try:
+            aws_env.split_s3_uri(args.dataset_uri)
+        except ValueError as error:
+            parser.error(f"--dataset-uri: {error}; upload with scripts/upload_dataset.py")
+
+
+def build_parser():
+    numbers = job_config.train_options()  # the same checks train.py applies to its numbers
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        epilog=__doc__.split("\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--config",
+        nargs="+",
+        type=Path,
+        default=[aws_env.PROJECT_ROOT / "config" / "exp001.yaml"],
+        help="hyperparameter YAML file(s); several launch one job each (default: exp001.yaml)",
+    )
+    add_job_options(parser, numbers)
+    parser.add_argument(
         "--use-spot",
         action=argparse.BooleanOptionalAction,
         default=defaults.USE_SPOT_INSTANCES,
         help="managed spot: cheaper, may be interrupted; checkpoints let it resume "
         "(default: %(default)s)",
-    )
-    parser.add_argument(
-        "--max-run",
-        type=numbers.positive_int,
-        default=3600,
-        help="seconds of training at most (3600)",
     )
     parser.add_argument(
         "--max-wait",
@@ -121,18 +167,32 @@ def build_parser():
         help="not spot: keep the instance warm this many seconds for the next job, which then "
         "starts in seconds (billed while warm; needs a warm pool quota; default: 0 = off)",
     )
-    if defaults.EXPERIMENT_TRACKING == "mlflow":
-        parser.add_argument(
-            "--mlflow-tracking-arn",
-            default=os.environ.get("MLFLOW_TRACKING_ARN"),
-            help="SageMaker managed MLflow tracking server ARN; the job logs to it "
-            "(default: $MLFLOW_TRACKING_ARN; none: the job does not track)",
-        )
+    add_result_options(parser, numbers, job_results.RESULTS_DIR, "result/model/")
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument(
+        "--dry-run", action="store_true", help="print the request as JSON; no AWS call"
+    )
+    modes.add_argument(
+        "--local",
+        action="store_true",
+        help="run the job here, under the container's contract (argv, SM_* variables, /opt/ml; "
+        "torchrun with --distributed)",
+    )
+    modes.add_argument(
+        "--fetch",
+        nargs="+",
+        metavar="JOB_NAME",
+        help="an existing job: wait for it (unless --no-wait), then fetch its results",
+    )
+    return parser
+
+
+def add_result_options(parser, numbers, results_dir, shown):
     parser.add_argument(
         "--out-dir",
         type=Path,
-        default=job_results.RESULTS_DIR,
-        help="where result folders go (default: result/model/)",
+        default=results_dir,
+        help=f"where result folders go (default: {shown})",
     )
     parser.add_argument(
         "--poll-seconds",
@@ -143,24 +203,8 @@ def build_parser():
     parser.add_argument(
         "--no-wait",
         action="store_true",
-        help="return after submitting; fetch later with --fetch JOB_NAME",
+        help="return after submitting; fetch later with --fetch NAME",
     )
-    modes = parser.add_mutually_exclusive_group()
-    modes.add_argument(
-        "--dry-run", action="store_true", help="print the request as JSON; no AWS call"
-    )
-    modes.add_argument(
-        "--local",
-        action="store_true",
-        help="run the job here, under the container's contract (argv, SM_* variables, /opt/ml)",
-    )
-    modes.add_argument(
-        "--fetch",
-        nargs="+",
-        metavar="JOB_NAME",
-        help="an existing job: wait for it (unless --no-wait), then fetch its results",
-    )
-    return parser
 
 
 def parse_args(argv=None):
@@ -174,27 +218,17 @@ def parse_args(argv=None):
     if args.use_spot and args.max_wait < args.max_run:
         parser.error("--max-wait must be at least --max-run")
     if args.local and args.instance_count > 1:
-        parser.error("--local runs one host; use --instance-count 1")
+        parser.error(
+            "--local runs one host; use --distributed --processes-per-host N for several processes"
+        )
     if args.no_wait and (args.local or args.dry_run):
         parser.error("--no-wait is for SageMaker jobs, not --local or --dry-run")
-    arn = getattr(args, "mlflow_tracking_arn", None)
-    if arn and not arn.startswith("arn:aws"):
-        parser.error(f"--mlflow-tracking-arn: expected arn:aws:sagemaker:..., got {arn!r}")
     if args.checkpoint_uri:
         try:
             aws_env.split_s3_uri(args.checkpoint_uri)
         except ValueError as error:
             parser.error(f"--checkpoint-uri: {error}")
-    if args.dataset_uri is None:
-        bucket = aws_env.default_bucket(args.region)
-        args.dataset_uri = str(aws_env.DATASET_DIR) if args.local else aws_env.dataset_uri(bucket)
-    if args.local and not args.dataset_uri.startswith("s3://"):
-        args.dataset_uri = str(Path(args.dataset_uri).resolve())
-    else:
-        try:
-            aws_env.split_s3_uri(args.dataset_uri)
-        except ValueError as error:
-            parser.error(f"--dataset-uri: {error}; upload with scripts/upload_dataset.py")
+    check_job_options(parser, args, local=args.local)
     return args
 
 
@@ -236,12 +270,14 @@ def job_spec(args):
         dataset_uri=args.dataset_uri,
         experiment=args.exp_name,
         input_mode=args.input_mode,
-        use_spot=args.use_spot,
+        use_spot=getattr(args, "use_spot", False),
         max_run=args.max_run,
-        max_wait=args.max_wait,
-        keep_alive=args.keep_alive,
-        checkpoint_uri=args.checkpoint_uri,
+        max_wait=getattr(args, "max_wait", 0),
+        keep_alive=getattr(args, "keep_alive", 0),
+        checkpoint_uri=getattr(args, "checkpoint_uri", None),
         environment=environment,
+        distributed=args.distributed,
+        processes_per_host=args.processes_per_host,
     )
 
 
@@ -253,8 +289,31 @@ def dry_run(args, configs):
     with offline_session(args.region, aws_env.default_bucket(args.region)) as session:
         for config, base_name in configs:
             requests.append(build_request(spec, config, base_name, session))
+            show_driver(requests[-1], session)
     print(json.dumps(requests[0] if len(requests) == 1 else requests, indent=2, default=str))
     return 0
+
+
+def show_driver(request, session):
+    """On stderr: how the container starts train.py (the SDK's sm_drivers channel says it)."""
+    from local_job import DRIVERS_CHANNEL
+
+    (drivers,) = [
+        session.staged[channel["DataSource"]["S3DataSource"]["S3Uri"]]
+        for channel in request["InputDataConfig"]
+        if channel["ChannelName"] == DRIVERS_CHANNEL
+    ]
+    distributed = json.loads((drivers / "distributed.json").read_text() or "{}")
+    script = (drivers / "sm_train.sh").read_text()
+    driver = next(
+        name for name in ["torchrun_driver.py", "basic_script_driver.py"] if name in script
+    )
+    hosts = request["ResourceConfig"]["InstanceCount"]
+    print(
+        f"{request['TrainingJobName']}: {hosts} host(s), sm_train.sh runs {driver}"
+        + (f" with distributed.json {json.dumps(distributed)}" if distributed else ""),
+        file=sys.stderr,
+    )
 
 
 def job_folder(args, job_name, config, several):

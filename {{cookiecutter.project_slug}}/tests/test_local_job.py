@@ -4,6 +4,7 @@ A probe entry script records its argv, working folder and environment; they must
 SDK's own driver code (sagemaker/train/container_drivers/) computes for the same request.
 """
 
+import dataclasses
 import importlib.util
 import json
 import sys
@@ -19,7 +20,8 @@ from aws_fakes import REGION
 PROBE = """
 import json, os, sys
 record = {"argv": sys.argv, "cwd": os.getcwd(), "env": dict(os.environ)}
-with open(os.path.join(os.environ["SM_MODEL_DIR"], "probe.json"), "w") as f:
+name = f"probe-{os.environ['RANK']}.json" if "RANK" in os.environ else "probe.json"
+with open(os.path.join(os.environ["SM_MODEL_DIR"], name), "w") as f:
     json.dump(record, f)
 with open(os.path.join(os.environ["SM_OUTPUT_DATA_DIR"], "metrics.csv"), "w") as f:
     f.write("epoch,train_loss,test_loss,test_accuracy\\n")
@@ -77,10 +79,13 @@ def probe_run(tmp_path, monkeypatch, aws_credentials):
         path=Path("probe.yaml"), name="probe", hyperparameters=HYPERPARAMETERS
     )
 
-    def run(exit_code=0):
+    def run(exit_code=0, processes_per_host=None):
         monkeypatch.setenv("PROBE_EXIT", str(exit_code))
+        job = spec
+        if processes_per_host:
+            job = dataclasses.replace(spec, distributed=True, processes_per_host=processes_per_host)
         with job_request.offline_session(REGION, "bucket") as session:
-            request = job_request.build_request(spec, config, "probe-probe", session)
+            request = job_request.build_request(job, config, "probe-probe", session)
             channels = {"training": training}
             for channel in request["InputDataConfig"][1:]:
                 channels[channel["ChannelName"]] = session.staged[
@@ -111,6 +116,31 @@ def test_argv_matches_the_sdk_basic_script_driver(probe_run, monkeypatch):
     assert ["--flag", "true", "--name", "a b", "--sizes", "[1, 2]"] == argv[-6:]
     assert probe["cwd"] == str(workdir / "opt/ml/input/data/code")
     assert run.log_events[0][1] == f"Executing command: {python} {' '.join(argv)}"
+
+
+def test_distributed_local_run_matches_the_sdk_torchrun_driver(probe_run, monkeypatch):
+    request, workdir, run = probe_run(processes_per_host=2)
+    probes = [
+        json.loads((workdir / f"opt/ml/model/probe-{rank}.json").read_text()) for rank in (0, 1)
+    ]
+    driver = sdk_driver_module("distributed_drivers/torchrun_driver.py")
+    for name in ["SM_ENTRY_SCRIPT", "SM_HPS", "SM_DISTRIBUTED_CONFIG", "SM_HOST_COUNT"]:
+        monkeypatch.setenv(name, probes[0]["env"][name])
+    monkeypatch.setenv("SM_NUM_GPUS", "0")
+
+    launcher, *arguments = driver.create_commands()
+
+    assert run.status == "Completed", run.log_events
+    assert launcher == "torchrun"  # --local runs the same module from this Python
+    torchrun = f"{sys.executable} -m torch.distributed.run"
+    assert run.log_events[0][1] == f"Executing command: {torchrun} {' '.join(arguments)}"
+    assert arguments[:3] == ["--nnodes=1", "--nproc_per_node=2", "train.py"]
+    for rank, probe in enumerate(probes):
+        assert probe["argv"] == arguments[2:]
+        assert (probe["env"]["RANK"], probe["env"]["LOCAL_RANK"]) == (str(rank), str(rank))
+        assert probe["env"]["WORLD_SIZE"] == "2"
+        assert probe["cwd"] == str(workdir / "opt/ml/input/data/code")
+        assert json.loads(probe["env"]["SM_DISTRIBUTED_CONFIG"])["process_count_per_node"] == 2
 
 
 def test_environment_matches_the_sdk_environment_script(probe_run, monkeypatch, tmp_path):
