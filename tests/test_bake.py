@@ -19,6 +19,7 @@ DEFAULT_FILES = {
     "README.ja.md",
     "README.md",
     "config/exp001.yaml",
+    "config/tune001.yaml",
     "noxfile.py",
     "requirements-dev.txt",
     "requirements.txt",
@@ -27,6 +28,7 @@ DEFAULT_FILES = {
     "scripts/prepare_dataset.py",
     "scripts/run_job.py",
     "scripts/run_job.sh",
+    "scripts/tune.py",
     "scripts/upload_dataset.py",
     "src/data.py",
     "src/model.py",
@@ -40,6 +42,7 @@ DEFAULT_FILES = {
     "tests/test_run_job.py",
     "tests/test_tracking.py",
     "tests/test_train.py",
+    "tests/test_tune.py",
     "tests/test_upload.py",
     *(f"{folder}/.gitkeep" for folder in KEPT_FOLDERS),
 }

@@ -81,10 +81,12 @@ class RefusedAWSCall(RuntimeError):
 def offline_session(region, bucket):
     """A SageMaker session that never reaches AWS, for --dry-run and --local.
 
-    Uploads are copied into a temporary folder instead (`session.staged`: S3 URI -> folder), and
-    any API call the SDK would make is refused before it leaves this machine.
+    Uploads are copied into a temporary folder instead (`session.staged`: S3 URI -> folder), a
+    direct S3 upload is answered as done, and any other API call the SDK would make is refused
+    before it leaves this machine.
     """
     import boto3
+    from botocore.awsrequest import AWSResponse
     from sagemaker.core.helper.session_helper import Session
 
     def refuse(event_name, **_):
@@ -101,8 +103,13 @@ def offline_session(region, bucket):
             self.staged[uri] = target
             return uri
 
+    def pretend_upload(params, **_):
+        # The SDK's tuner uploads sourcedir.tar.gz with its own S3 client: nothing leaves here.
+        return AWSResponse(params["url"], 200, {}, None), {}
+
     boto = boto3.Session(region_name=region)
     boto.events.register("before-call", refuse)
+    boto.events.register("before-call.s3.PutObject", pretend_upload)  # the more specific wins
     with tempfile.TemporaryDirectory(prefix="sm-staging-") as staging:
         session = OfflineSession(boto_session=boto, default_bucket=bucket)
         session.staged = {}

@@ -1,0 +1,234 @@
+"""tune.py: the tuning config is checked before any AWS call, --dry-run prints the request the
+SDK's tuner sends, and a tuning job run against moto brings back the best trial and every score.
+
+moto stores CreateHyperParameterTuningJob and answers DescribeHyperParameterTuningJob, but has
+no ListTrainingJobsForHyperParameterTuningJob and runs no trials: `fake_tuner` plays those parts
+(trials as moto training jobs with artifacts in S3, the best named in the description).
+"""
+
+import io
+import json
+import os
+import re
+import tarfile
+
+import aws_env
+import defaults
+import job_config
+import pytest
+from aws_fakes import PROJECT_ROOT, REGION, run_script
+
+TUNE = PROJECT_ROOT / "scripts" / "tune.py"
+BUCKET = aws_env.default_bucket(REGION)
+ACCOUNT = "123456789012"  # moto's
+TUNING = """\
+strategy: Random
+max-jobs: 3
+max-parallel-jobs: 2
+hyperparameters:
+  epochs: 1
+ranges:
+  lr: {type: continuous, min: 0.001, max: 0.1, scaling: Logarithmic}
+  width: {type: integer, min: 8, max: 16}
+  batch-size: {type: categorical, values: [64, 128]}
+"""
+
+
+def tune(*options, cwd):
+    return run_script([TUNE, "--poll-seconds", "0.2", *options], env=dict(os.environ), cwd=cwd)
+
+
+@pytest.fixture
+def tuning_config(tmp_path):
+    path = tmp_path / "tune.yaml"
+    path.write_text(TUNING)
+    return path
+
+
+def test_dry_run_prints_the_tuning_request_without_any_aws_call(
+    aws_call_recorder, tuning_config, tmp_path
+):
+    done = tune("--dry-run", "--config", tuning_config, cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    request = json.loads(done.stdout)
+    name = request["HyperParameterTuningJobName"]
+    assert re.fullmatch(re.escape(f"{defaults.EXPERIMENT_NAME}-tune"[:19]) + r"-\d{12}", name)
+    assert len(name) <= 32
+    assert request["HyperParameterTuningJobConfig"] == {
+        "Strategy": "Random",
+        "ResourceLimits": {"MaxNumberOfTrainingJobs": 3, "MaxParallelTrainingJobs": 2},
+        "HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": "test:accuracy"},
+        "ParameterRanges": {
+            "ContinuousParameterRanges": [
+                {"Name": "lr", "MinValue": "0.001", "MaxValue": "0.1", "ScalingType": "Logarithmic"}
+            ],
+            "IntegerParameterRanges": [
+                {"Name": "width", "MinValue": "8", "MaxValue": "16", "ScalingType": "Auto"}
+            ],
+            "CategoricalParameterRanges": [{"Name": "batch-size", "Values": ["64", "128"]}],
+        },
+        "TrainingJobEarlyStoppingType": "Off",
+    }
+    definition = request["TrainingJobDefinition"]
+    assert definition["AlgorithmSpecification"]["MetricDefinitions"] == (
+        job_config.METRIC_DEFINITIONS
+    )
+    static = definition["StaticHyperParameters"]
+    assert static.pop("sagemaker_program") == "train.py"
+    assert static.pop("sagemaker_submit_directory").endswith("/sourcedir/sourcedir.tar.gz")
+    assert static == {"epochs": "1"}
+    assert definition["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == (
+        aws_env.dataset_uri(BUCKET)
+    )
+    assert {"Key": "config", "Value": "tune"} in request["Tags"]
+    assert definition["Environment"] == {"PYTHONUNBUFFERED": "1"}
+    assert aws_call_recorder == []
+
+
+def test_the_shipped_tuning_config_is_valid(aws_call_recorder, tmp_path):
+    done = tune("--dry-run", cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["HyperParameterTuningJobConfig"]["Strategy"] == "Bayesian"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("  lr:", "  lrr:"), "unknown key 'lrr'; did you mean 'lr'?"),
+        (("min: 0.001, max: 0.1", "min: 0.1, max: 0.001"), "min (0.1) must be below max"),
+        (("min: 0.001, max: 0.1,", "min: 0, max: 0.1,"), "Logarithmic scaling needs min above 0"),
+        (("type: integer, min: 8", "type: continuous, min: 8"), "use type: integer"),
+        (("type: integer, min: 8", "type: integer, min: 0"), "argument --width: must be at least"),
+        (("values: [64, 128]", "values: [64, big]"), "argument --batch-size: invalid"),
+        (("type: integer, min: 8", "type: integers, min: 8"), "type: continuous, integer or"),
+        (("strategy: Random", "strategy: Randomly"), "did you mean 'Random'?"),
+        (("max-parallel-jobs: 2", "max-parallel-jobs: 5"), "from 1 to max-jobs (3)"),
+        (("strategy: Random", "strategy: Grid"), "categorical ranges only"),
+        (("  epochs: 1", "  lr: 0.01"), "'lr' is both fixed and tuned"),
+        (("  epochs: 1", "  epochs: 0"), "argument --epochs: must be at least 1"),
+        (("max-jobs: 3", "max-job: 3"), "did you mean 'max-jobs'?"),
+    ],
+)
+def test_bad_tuning_config_fails_before_any_aws_call(
+    aws_call_recorder, tuning_config, tmp_path, change, message
+):
+    tuning_config.write_text(TUNING.replace(*change, 1))
+
+    done = tune("--config", tuning_config, cwd=tmp_path)
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert aws_call_recorder == []
+
+
+def archive(name, content):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        member = tarfile.TarInfo(name)
+        member.size = len(content)
+        tar.addfile(member, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def fake_tuner(aws, monkeypatch):
+    """Trials for each created tuning job: moto training jobs, scores, artifacts of each."""
+    from moto.core.responses import ActionResult
+    from moto.sagemaker.responses import SageMakerResponse
+
+    requests, trials = [], []
+    create = SageMakerResponse.create_hyper_parameter_tuning_job
+
+    def create_and_run_trials(self):
+        request = json.loads(self.body)
+        requests.append(request)
+        result = create(self)
+        definition = request["TrainingJobDefinition"]
+        name = request["HyperParameterTuningJobName"]
+        sagemaker, s3 = aws.client("sagemaker"), aws.client("s3")
+        output = definition["OutputDataConfig"]["S3OutputPath"].rstrip("/")
+        for number, (lr, accuracy) in enumerate([("0.01", 0.91), ("0.05", 0.97), ("0.002", 0.88)]):
+            trial = f"{name}-{number + 1:03d}-0123abcd"
+            tuned = {"lr": lr, "width": "8", "batch-size": "64"}
+            sagemaker.create_training_job(
+                TrainingJobName=trial,
+                AlgorithmSpecification={
+                    "TrainingImage": definition["AlgorithmSpecification"]["TrainingImage"],
+                    "TrainingInputMode": "File",
+                },
+                RoleArn=definition["RoleArn"],
+                OutputDataConfig=definition["OutputDataConfig"],
+                ResourceConfig=definition["ResourceConfig"],
+                StoppingCondition=definition["StoppingCondition"],
+                HyperParameters={**definition["StaticHyperParameters"], **tuned},
+            )
+            bucket, key = aws_env.split_s3_uri(f"{output}/{trial}/output")
+            s3.put_object(
+                Bucket=bucket, Key=f"{key}/model.tar.gz", Body=archive("model.pt", lr.encode())
+            )
+            s3.put_object(
+                Bucket=bucket, Key=f"{key}/output.tar.gz", Body=archive("metrics.csv", b"epoch")
+            )
+            metric = {"MetricName": "test:accuracy", "Value": accuracy}
+            trials.append(
+                {
+                    "TrainingJobName": trial,
+                    "TrainingJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/{trial}",
+                    "CreationTime": 1_700_000_000 + number,
+                    "TrainingJobStatus": "Completed",
+                    "TunedHyperParameters": tuned,
+                    "FinalHyperParameterTuningJobObjectiveMetric": metric,
+                    "ObjectiveStatus": "Succeeded",
+                }
+            )
+        job = self.sagemaker_backend.hyper_parameter_tuning_jobs[name]
+        job.best_training_job = max(
+            trials, key=lambda t: t["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
+        )
+        return result
+
+    def list_trials(self):
+        return ActionResult({"TrainingJobSummaries": trials})
+
+    monkeypatch.setattr(
+        SageMakerResponse, "create_hyper_parameter_tuning_job", create_and_run_trials
+    )
+    monkeypatch.setattr(
+        SageMakerResponse,
+        "list_training_jobs_for_hyper_parameter_tuning_job",
+        list_trials,
+        raising=False,
+    )
+    return requests
+
+
+def test_tuning_job_against_moto_fetches_the_best_trial_and_every_score(
+    aws, fake_tuner, tuning_config, tmp_path
+):
+    aws.client("s3").create_bucket(Bucket=BUCKET)
+    out = tmp_path / "tune-results"
+    dry = tune("--dry-run", "--config", tuning_config, cwd=tmp_path)
+
+    done = tune("--config", tuning_config, "--out-dir", out, cwd=tmp_path)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    (request,) = fake_tuner
+    expected = json.loads(dry.stdout)
+    assert request["HyperParameterTuningJobConfig"] == expected["HyperParameterTuningJobConfig"]
+    (folder,) = out.iterdir()
+    assert folder.name == request["HyperParameterTuningJobName"]
+    summary = json.loads((folder / "tuning.json").read_text())
+    best = summary["best"]
+    assert best["training_job"].endswith("-002-0123abcd")
+    assert best["hyperparameters"]["lr"] == "0.05"
+    assert best["objective"] == {"MetricName": "test:accuracy", "Value": 0.97}
+    assert summary["trials"] == 3 and summary["status"] == "Completed"
+    rows = (folder / "trials.csv").read_text().splitlines()
+    assert rows[0] == "training_job,status,objective,lr,width,batch-size"
+    assert [row.split(",")[2] for row in rows[1:]] == ["0.97", "0.91", "0.88"]
+    assert (folder / "best" / "model" / "model.pt").read_bytes() == b"0.05"
+    assert json.loads((folder / "best" / "exp.json").read_text())["status"] == "Completed"
+    assert "Best: " in done.stdout and "test:accuracy=0.97" in done.stdout
