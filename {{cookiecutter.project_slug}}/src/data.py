@@ -7,6 +7,7 @@ slices of it.
 """
 
 import gzip
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -21,11 +22,16 @@ RAW_FILES = [
 ]
 # Real MNIST's pixel mean and standard deviation; a fixed pair keeps model.pt self-sufficient.
 MEAN, STD = 0.1307, 0.3081
-PREPARE_HINT = "run `python scripts/prepare_dataset.py synthetic` (or `mnist`) or pass --data-dir"
 
 
 class DatasetError(Exception):
     """The dataset is missing or malformed; the message says what to do."""
+
+
+def what_to_do():
+    if "SM_CHANNEL_TRAINING" in os.environ:  # in a job: the data came from S3
+        return "check what the job's S3 dataset holds (scripts/upload_dataset.py uploads dataset/)"
+    return "run `python scripts/prepare_dataset.py synthetic` (or `mnist`), or pass --data-dir"
 
 
 def uncompressed_root(data_dir, scratch):
@@ -35,7 +41,7 @@ def uncompressed_root(data_dir, scratch):
     if not missing:
         return Path(data_dir)
     if not all((raw / f"{name}.gz").is_file() for name in missing):
-        raise DatasetError(f"no MNIST in {raw} (missing {', '.join(missing)}): {PREPARE_HINT}")
+        raise DatasetError(f"no MNIST in {raw} (missing {', '.join(missing)}): {what_to_do()}")
     scratch_raw = Path(scratch) / "MNIST" / "raw"
     scratch_raw.mkdir(parents=True)
     for name in RAW_FILES:
@@ -47,24 +53,27 @@ def uncompressed_root(data_dir, scratch):
     return Path(scratch)
 
 
-def read_split(root, train):
-    """(images uint8 (n, 28, 28), labels int64 (n,)) of one split, checked."""
+def read_split(root, train, shown_as):
+    """(images uint8 (n, 28, 28), labels int64 (n,)) of one split, checked.
+
+    shown_as: the folder to name in errors (root may be a scratch copy).
+    """
     try:
         split = MNIST(root=root, train=train, download=False)
         images, labels = split.data, split.targets
     except Exception as error:  # torchvision raises assorted types on a broken file
         reason = " ".join(str(error).split())[:200] or type(error).__name__
         raise DatasetError(
-            f"malformed MNIST in {root} ({reason}): expected IDX files of uint8 images "
-            f"and labels; {PREPARE_HINT}"
+            f"malformed MNIST in {shown_as} ({reason}): expected IDX files of uint8 images "
+            f"and labels; {what_to_do()}"
         ) from error
     if images.dim() != 3 or tuple(images.shape[1:]) != (28, 28) or len(images) != len(labels):
         raise DatasetError(
-            f"malformed MNIST in {root}: images {tuple(images.shape)}, labels {len(labels)} "
-            f"(expected n x 28 x 28 images and n labels); {PREPARE_HINT}"
+            f"malformed MNIST in {shown_as}: images {tuple(images.shape)}, labels {len(labels)} "
+            f"(expected n x 28 x 28 images and n labels); {what_to_do()}"
         )
     if len(labels) == 0 or labels.min() < 0 or labels.max() > 9:
-        raise DatasetError(f"malformed MNIST in {root}: labels must be 0..9; {PREPARE_HINT}")
+        raise DatasetError(f"malformed MNIST in {shown_as}: labels must be 0..9; {what_to_do()}")
     return images, labels
 
 
@@ -84,7 +93,8 @@ def load_mnist(data_dir, device, train_size=None, test_size=None):
     """
     with tempfile.TemporaryDirectory() as scratch:
         root = uncompressed_root(data_dir, scratch)
-        splits = {"train": read_split(root, True), "test": read_split(root, False)}
+        raw = Path(data_dir) / "MNIST" / "raw"
+        splits = {"train": read_split(root, True, raw), "test": read_split(root, False, raw)}
     limits = {"train": train_size, "test": test_size}
     loaded = {}
     for name, (images, labels) in splits.items():

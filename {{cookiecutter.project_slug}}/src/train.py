@@ -129,6 +129,8 @@ def train(config):
     )
     autocast, scaler = mixed_precision(device, config.amp)
     shuffle = torch.Generator().manual_seed(config.seed)  # the order of training images
+    # What a checkpoint saves and restores, besides the random states and the run's progress.
+    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
     parameters = sum(p.numel() for p in model.parameters())
     print(
         f"device={device.type} train_images={len(train_labels)} test_images={len(test_labels)} "
@@ -138,10 +140,8 @@ def train(config):
     run = {"epoch": 0, "step": 0, "order": None, "loss_sum": 0.0, "history": [], "confusion": None}
     saved = checkpoint.load(config.checkpoint_dir) if config.resume else None
     if saved is not None and saved["settings"] == settings:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        scaler.load_state_dict(saved["scaler"])
+        for name, part in parts.items():
+            part.load_state_dict(saved[name])
         checkpoint.restore_rng_states(saved["rng"], shuffle)
         run = saved["run"]
         if run["epoch"] < config.epochs:
@@ -154,14 +154,12 @@ def train(config):
         print(f"not resuming {config.checkpoint_dir}: other {', '.join(changed)}; starting afresh")
 
     def state():
+        saved_parts = {name: part.state_dict() for name, part in parts.items()}
         return {
             "settings": settings,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
             "rng": checkpoint.rng_states(shuffle),
             "run": run,
+            **saved_parts,
         }
 
     with checkpoint.StopSignals() as stop, open_tracker(config) as tracker:

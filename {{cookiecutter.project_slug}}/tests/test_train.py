@@ -169,6 +169,12 @@ def test_malformed_dataset_is_reported_in_one_actionable_line(synthetic_dataset,
     assert str(broken) in message and "prepare_dataset.py synthetic" in message
 
 
+def test_in_a_job_a_missing_dataset_points_at_the_s3_upload(tmp_path, monkeypatch):
+    monkeypatch.setenv("SM_CHANNEL_TRAINING", str(tmp_path))
+    with pytest.raises(data.DatasetError, match="upload_dataset.py"):
+        data.load_mnist(tmp_path, CPU)
+
+
 def test_gzipped_files_are_read_like_plain_ones(synthetic_dataset, tmp_path):
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
