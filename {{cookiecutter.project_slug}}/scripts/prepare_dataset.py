@@ -14,12 +14,18 @@ import argparse
 import os
 import struct
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SIZE = 28  # pixels per side, as in MNIST
+RAW_NAMES = [
+    f"{split}-{kind}-ubyte"
+    for split in ("train", "t10k")
+    for kind in ("images-idx3", "labels-idx1")
+]
 CHUNK = 4096  # images generated at a time: bounds memory, and the output does not depend on it
 
 
@@ -211,18 +217,23 @@ def prepare_synthetic(out, train_size, test_size, seed):
 def prepare_mnist(out):
     from torchvision.datasets import MNIST  # imported here: the synthetic path needs no torch
 
-    try:
-        for train in (True, False):
-            MNIST(root=out, train=train, download=True)
-    except (RuntimeError, OSError) as error:
-        first_line = str(error).strip().splitlines()[0]
-        sys.exit(
-            f"error: could not download MNIST ({first_line}); check the network or proxy, "
-            "or run `python scripts/prepare_dataset.py synthetic` to work offline"
-        )
     raw = out / "MNIST" / "raw"
-    for archive in raw.glob("*.gz"):  # keep the extracted files only: half the upload
-        archive.unlink()
+    raw.mkdir(parents=True, exist_ok=True)
+    # Download beside, then move in: torchvision would take any files already in raw/ (say,
+    # synthetic ones) for MNIST, and a failed download must leave the dataset as it was.
+    with tempfile.TemporaryDirectory(dir=out) as scratch:
+        try:
+            for train in (True, False):
+                MNIST(root=scratch, train=train, download=True)
+        except (RuntimeError, OSError) as error:
+            # torchvision lists every mirror it tried; the first one and its error say enough.
+            reason = " ".join(" ".join(str(error).splitlines()[:3]).split())[:300]
+            sys.exit(
+                f"error: could not download MNIST ({reason}); check the network or proxy, "
+                "or run `python scripts/prepare_dataset.py synthetic` to work offline"
+            )
+        for name in RAW_NAMES:  # the extracted files only: the .gz archives would double the upload
+            os.replace(Path(scratch) / "MNIST" / "raw" / name, raw / name)
     print(f"wrote MNIST to {raw}")
 
 

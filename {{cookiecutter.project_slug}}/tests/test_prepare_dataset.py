@@ -11,7 +11,7 @@ from torchvision.datasets import MNIST
 
 from options import PROJECT_ROOT
 
-RAW_NAMES = {
+RAW_NAMES = {  # torchvision's MNIST layout: the dataset channel's contract
     "train-images-idx3-ubyte",
     "train-labels-idx1-ubyte",
     "t10k-images-idx3-ubyte",
@@ -84,7 +84,11 @@ def test_default_output_is_the_projects_dataset_folder_from_any_directory():
         assert prepare_dataset.build_parser().parse_args([source]).out == PROJECT_ROOT / "dataset"
 
 
-def test_mnist_download_without_network_fails_with_one_clear_line(tmp_path, monkeypatch):
+def test_mnist_download_without_network_fails_with_one_clear_line_and_keeps_the_data(
+    tmp_path, monkeypatch
+):
+    raw = synthetic(tmp_path, "--train-size", 100, "--test-size", 20)
+    before = {name: (raw / name).read_bytes() for name in RAW_NAMES}
     with socket.socket() as listener:  # a local port that refuses connections once closed
         listener.bind(("127.0.0.1", 0))
         port = listener.getsockname()[1]
@@ -93,4 +97,6 @@ def test_mnist_download_without_network_fails_with_one_clear_line(tmp_path, monk
         prepare_dataset.main(["mnist", "--out", str(tmp_path)])
     message = str(exit.value.code)
     assert message.startswith("error: could not download MNIST") and "\n" not in message
-    assert "prepare_dataset.py synthetic" in message
+    assert "Connection refused" in message and "prepare_dataset.py synthetic" in message
+    assert {name: (raw / name).read_bytes() for name in RAW_NAMES} == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["MNIST"]  # no scratch left
