@@ -2,6 +2,7 @@
 """Train the MNIST CNN, on this machine or as a SageMaker training job: same file, same options.
 
     python src/train.py --epochs 2        # dataset/ -> result/model/model.pt, result/output/
+    torchrun --standalone --nproc_per_node=2 src/train.py   # data-parallel, 2 processes
 
 In a job, SageMaker passes the hyperparameters as `--key value` arguments and the folders
 through SM_* variables (see options.py). Every epoch prints one line that the job's metric
@@ -14,6 +15,7 @@ import functools
 import hashlib
 import math
 import os
+import signal
 import sys
 import time
 
@@ -21,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 import checkpoint
+import distributed
 from data import DatasetError, batches, load_mnist
 from model import Net
 from options import build_parser
@@ -29,15 +32,17 @@ from plots import plot_confusion_matrix, plot_curves
 METRICS = ["epoch", "train_loss", "test_loss", "test_accuracy"]
 # What a checkpoint must share with this run to be resumed (paths and switches may differ).
 SETTINGS = ["epochs", "batch_size", "lr", "weight_decay", "width", "seed", "train_size"]
+# With several processes, they agree every this many steps whether a signal asks them to stop.
+STOP_CHECK_STEPS = 10
 
 
 def parse_config(argv=None):
     return build_parser().parse_args(argv)
 
 
-def pick_device():
+def pick_device(local_rank=0):
     if torch.cuda.is_available():
-        return torch.device("cuda")
+        return torch.device("cuda", local_rank)
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
@@ -64,16 +69,18 @@ def mixed_precision(device, enabled):
     return autocast, scaler
 
 
-def settings_of(config, train_labels, test_labels):
-    """The run's identity: hyperparameters and the data (sizes, digest of the labels)."""
+def settings_of(config, train_labels, test_labels, processes):
+    """The run's identity: hyperparameters, the data (sizes, digest of the labels), processes."""
     digest = hashlib.sha1(train_labels.cpu().numpy().tobytes()).hexdigest()[:12]
     data = f"{len(train_labels)} train / {len(test_labels)} test, labels {digest}"
-    return {**{name: getattr(config, name) for name in SETTINGS}, "data": data}
+    settings = {**{name: getattr(config, name) for name in SETTINGS}, "data": data}
+    return {**settings, "processes": processes.world_size} if processes.active else settings
 
 
 @torch.no_grad()
-def evaluate(model, images, labels, device, autocast):
-    """(mean loss, accuracy in 0..1, confusion matrix [true][predicted]) on a split."""
+def evaluate(model, images, labels, device, autocast, processes):
+    """(mean loss, accuracy in 0..1, confusion matrix [true][predicted]) on a split, summed
+    over the processes' shards of it."""
     model.eval()
     loss_sum = torch.zeros((), device=device)
     predictions = []
@@ -82,10 +89,12 @@ def evaluate(model, images, labels, device, autocast):
             logits = model(batch_images)
         loss_sum += F.cross_entropy(logits.float(), batch_labels, reduction="sum")
         predictions.append(logits.argmax(dim=1))
-    predicted, true = torch.cat(predictions).cpu(), labels.cpu()
-    confusion = torch.bincount(true * 10 + predicted, minlength=100).reshape(10, 10)
-    accuracy = (predicted == true).double().mean().item()
-    return loss_sum.item() / len(labels), accuracy, confusion.tolist()
+    true = labels.to(device)
+    confusion = torch.bincount(true * 10 + torch.cat(predictions), minlength=100).double()
+    sums = distributed.total(torch.cat([loss_sum.double().reshape(1), confusion]), processes)
+    confusion, count = sums[1:].reshape(10, 10), sums[1:].sum()
+    accuracy = (confusion.trace() / count).item()
+    return sums[0].item() / count.item(), accuracy, confusion.long().tolist()
 
 
 def write_metrics(history, path):
@@ -96,9 +105,9 @@ def write_metrics(history, path):
         writer.writerows(history)
 
 
-def open_tracker(config):
+def open_tracker(config, processes):
     """src/tracking.py's tracker when the project has it and --tracking is on, else None."""
-    if not getattr(config, "tracking", False):
+    if not getattr(config, "tracking", False) or not processes.main:
         return contextlib.nullcontext()
     import tracking  # here, not at the top: the tracking library takes seconds to import
 
@@ -110,16 +119,41 @@ def train(config):
 
     Resumes from the checkpoint in config.checkpoint_dir when it has the same settings,
     saves one after every epoch, and on SIGTERM/SIGINT saves one and raises
-    checkpoint.Interrupted.
+    checkpoint.Interrupted. Started by torchrun, it trains data-parallel (distributed.py).
     """
-    device = pick_device()
+    processes = distributed.start()
+    try:
+        return train_processes(config, processes)
+    finally:
+        distributed.finish(processes)
+
+
+def train_processes(config, processes):
+    main = processes.main  # only the main process prints and writes
+
+    def say(*text):
+        if main:
+            print(*text)
+
+    device = pick_device(processes.local_rank)
+    if processes.active and device.type == "mps":
+        device = torch.device("cpu")  # no process-group backend for Apple GPUs
     make_reproducible(config.seed, config.deterministic)
     data = load_mnist(config.data_dir, device, config.train_size or None, config.test_size or None)
     (train_images, train_labels), (test_images, test_labels) = data["train"], data["test"]
-    settings = settings_of(config, train_labels, test_labels)
+    settings = settings_of(config, train_labels, test_labels, processes)
+    # Each process keeps its own shard; training shards are equal, as the processes step together.
+    train_images, train_labels = (
+        distributed.shard(tensor, processes, same_length=True)
+        for tensor in (train_images, train_labels)
+    )
+    test_images, test_labels = (distributed.shard(t, processes) for t in (test_images, test_labels))
 
     # channels-last memory suits CPU (oneDNN) and GPU (tensor cores) convolutions best.
     model = Net(width=config.width).to(device, memory_format=torch.channels_last)
+    # Steps go through the wrapper, which averages gradients over processes; `model` itself
+    # is what gets saved, so checkpoints and model.pt do not depend on the process count.
+    stepper = distributed.wrap(model, processes)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
@@ -132,13 +166,15 @@ def train(config):
     # What a checkpoint saves and restores, besides the random states and the run's progress.
     parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
     parameters = sum(p.numel() for p in model.parameters())
-    print(
-        f"device={device.type} train_images={len(train_labels)} test_images={len(test_labels)} "
-        f"parameters={parameters} steps_per_epoch={steps_per_epoch}"
+    each = f" processes={processes.world_size}, each with" if processes.active else ""
+    say(
+        f"device={device.type}{each} train_images={len(train_labels)} "
+        f"test_images={len(test_labels)} parameters={parameters} steps_per_epoch={steps_per_epoch}"
     )
 
     run = {"epoch": 0, "step": 0, "order": None, "loss_sum": 0.0, "history": [], "confusion": None}
-    saved = checkpoint.load(config.checkpoint_dir) if config.resume else None
+    saved = checkpoint.load(config.checkpoint_dir) if config.resume and main else None
+    saved = distributed.from_main(saved, processes)
     if saved is not None and saved["settings"] == settings:
         for name, part in parts.items():
             part.load_state_dict(saved[name])
@@ -146,12 +182,12 @@ def train(config):
         run = saved["run"]
         if run["epoch"] < config.epochs:
             position = f"epoch {run['epoch'] + 1}, step {run['step']}"
-            print(f"resuming from {config.checkpoint_dir}: {position}")
+            say(f"resuming from {config.checkpoint_dir}: {position}")
         else:
-            print(f"{config.checkpoint_dir} holds this finished run; writing its results again")
+            say(f"{config.checkpoint_dir} holds this finished run; writing its results again")
     elif saved is not None:
         changed = sorted(k for k in settings if saved["settings"].get(k) != settings[k])
-        print(f"not resuming {config.checkpoint_dir}: other {', '.join(changed)}; starting afresh")
+        say(f"not resuming {config.checkpoint_dir}: other {', '.join(changed)}; starting afresh")
 
     def state():
         saved_parts = {name: part.state_dict() for name, part in parts.items()}
@@ -162,24 +198,30 @@ def train(config):
             **saved_parts,
         }
 
-    with checkpoint.StopSignals() as stop, open_tracker(config) as tracker:
+    def stopping(step=0):
+        """A signal asked to stop: every process learns it at the same step (they step together)."""
+        due = not processes.active or step % STOP_CHECK_STEPS == 0
+        return due and distributed.anyone(stop.received, processes, device)
+
+    with checkpoint.StopSignals() as stop, open_tracker(config, processes) as tracker:
         if tracker:
             run["tracking_run_key"] = tracker.start(run.get("tracking_run_key"))
-        while run["epoch"] < config.epochs and not stop.received:
+        while run["epoch"] < config.epochs and not stopping():
             epoch = run["epoch"] + 1
             if run["order"] is None:
                 run["order"] = torch.randperm(len(train_labels), generator=shuffle)
             order = run["order"].to(train_images.device)
             model.train()
-            loss_sum = torch.tensor(run["loss_sum"], device=device)
+            # A checkpoint holds the sum over all processes so far: counted once, by rank 0.
+            loss_sum = torch.tensor(run["loss_sum"] if main else 0.0, device=device)
             started = last_report = time.monotonic()
-            first = run["step"]
+            first, stopped = run["step"], False
             for step, (images, labels) in enumerate(
                 batches(train_images, train_labels, config.batch_size, device, order, first),
                 start=first + 1,
             ):
                 with autocast():
-                    loss = F.cross_entropy(model(images), labels)
+                    loss = F.cross_entropy(stepper(images), labels)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
@@ -189,28 +231,34 @@ def train(config):
                 now = time.monotonic()
                 if config.log_interval and now - last_report >= config.log_interval:
                     rate = (step - first) * config.batch_size / (now - started)
-                    print(
+                    say(
                         f"epoch {epoch} step {step}/{steps_per_epoch}: "
                         f"loss {loss.item():.4f}, {rate:.0f} images/s"
                     )
                     last_report = now
-                if stop.received:
-                    run.update(step=step, loss_sum=loss_sum.item())
+                if stopping(step):
+                    total = distributed.total(loss_sum, processes).item()
+                    run.update(step=step, loss_sum=total)
+                    stopped = True
                     break
-            if stop.received:
+            if stopped:
                 break
 
+            distributed.same_buffers(model, processes)
             test_loss, accuracy, run["confusion"] = evaluate(
-                model, test_images, test_labels, device, autocast
+                model, test_images, test_labels, device, autocast, processes
             )
+            seen = len(train_labels) * processes.world_size
             row = {
                 "epoch": epoch,
-                "train_loss": loss_sum.item() / len(train_labels),
+                "train_loss": distributed.total(loss_sum, processes).item() / seen,
                 "test_loss": test_loss,
                 "test_accuracy": accuracy,
             }
             run["history"].append(row)
             run.update(epoch=epoch, step=0, order=None, loss_sum=0.0)
+            if not main:
+                continue
             print(
                 f"epoch={epoch} train_loss={row['train_loss']:.4f} "
                 f"test_loss={test_loss:.4f} test_accuracy={accuracy:.4f}"
@@ -220,8 +268,12 @@ def train(config):
             if tracker:
                 tracker.log_epoch(row)
         if run["epoch"] < config.epochs:  # stopped by a signal
-            checkpoint.save(config.checkpoint_dir, state())
-            raise checkpoint.Interrupted(stop.received, config.checkpoint_dir)
+            if main:
+                checkpoint.save(config.checkpoint_dir, state())
+            # Another process may have got the signal: stop as it would.
+            raise checkpoint.Interrupted(stop.received or signal.SIGTERM, config.checkpoint_dir)
+        if not main:
+            return run["history"]
 
         config.model_dir.mkdir(parents=True, exist_ok=True)
         weights = {name: tensor.cpu().contiguous() for name, tensor in model.state_dict().items()}

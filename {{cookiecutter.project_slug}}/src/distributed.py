@@ -1,0 +1,97 @@
+"""Data-parallel training when torchrun starts train.py; in a single process, every helper here
+does nothing.
+
+torchrun (what SageMaker's Torchrun driver runs: one process per GPU on every host) sets RANK,
+LOCAL_RANK and WORLD_SIZE. Each process trains on its own shard of the data, and
+DistributedDataParallel averages the gradients after every backward pass, so all processes keep
+the same weights. Metrics are summed over the processes; only rank 0 prints and writes files.
+"""
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+
+@dataclass(frozen=True)
+class Processes:
+    rank: int = 0
+    local_rank: int = 0  # which GPU of this host
+    world_size: int = 1
+
+    @property
+    def active(self):
+        return self.world_size > 1
+
+    @property
+    def main(self):
+        """Rank 0: the one process that prints and writes."""
+        return self.rank == 0
+
+
+def start():
+    """Join the process group torchrun set up (NCCL between GPUs, Gloo on CPUs), if any."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return Processes()
+    local_rank = int(os.environ["LOCAL_RANK"])
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return Processes(dist.get_rank(), local_rank, dist.get_world_size())
+
+
+def finish(processes):
+    if processes.active and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def shard(tensor, processes, same_length=False):
+    """This process's share: every world_size-th item, from its rank on.
+
+    same_length: cut up to world_size - 1 items so that every process gets as many (for
+    training, where the processes take their steps together).
+    """
+    if not processes.active:
+        return tensor
+    end = len(tensor) // processes.world_size * processes.world_size if same_length else None
+    return tensor[processes.rank : end : processes.world_size].contiguous()
+
+
+def wrap(model, processes):
+    if not processes.active:
+        return model
+    device_ids = [processes.local_rank] if torch.cuda.is_available() else None
+    return DistributedDataParallel(model, device_ids=device_ids)
+
+
+def total(tensor, processes):
+    """The sum of this tensor over all processes (every process must call it)."""
+    if processes.active:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def anyone(flag, processes, device):
+    """True when the flag is set in any process (every process must call it, at the same step)."""
+    if not processes.active:
+        return bool(flag)
+    return bool(total(torch.tensor(int(bool(flag)), device=device), processes).item())
+
+
+def from_main(value, processes):
+    """Rank 0's value (e.g. the checkpoint it read), in every process."""
+    if not processes.active:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def same_buffers(model, processes):
+    """Rank 0's batch-norm statistics everywhere, so every shard is evaluated with the saved
+    model (DistributedDataParallel syncs them before each step, not after the last one)."""
+    if processes.active:
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
