@@ -141,11 +141,13 @@ def log_events(lines):
 
 
 def start_run(mlflow, event):
+    store = sqlite_folder(event["uri"])
+    if store:
+        commit_without_waiting_for_the_disk()
     mlflow.set_tracking_uri(event["uri"])
     name = event["experiment"]
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is None:
-        store = sqlite_folder(event["uri"])
         # A local store keeps its files beside the database, not in ./mlruns of the cwd.
         location = (store / "mlartifacts").as_uri() if store else None
         mlflow.create_experiment(name, artifact_location=location)
@@ -162,6 +164,24 @@ def start_run(mlflow, event):
         run = mlflow.start_run(run_name=event["run_name"], tags={RUN_KEY_TAG: event["run_key"]})
         mlflow.log_params(event["params"])
     print(f"tracking: MLflow run {run.info.run_id} in experiment {name} at {event['uri']}")
+
+
+def commit_without_waiting_for_the_disk():
+    """SQLite in write-ahead-log mode, syncing at checkpoints only (safe from corruption).
+
+    A new store runs dozens of schema migrations, each a commit: waiting for the disk at every
+    one of them took seconds on a busy disk.
+    """
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    @event.listens_for(Engine, "connect")
+    def set_pragmas(connection, record):
+        if type(connection).__module__ == "sqlite3":
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
 
 
 def sqlite_folder(uri):
