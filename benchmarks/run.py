@@ -151,6 +151,18 @@ def status(passed):
     return "PASS" if passed else "MISS"
 
 
+def timed_row(figure, runs, target_seconds):
+    """The row of a figure timed against a target: the median wall time of the runs."""
+    wall = median_wall(runs)
+    return Row(
+        figure,
+        ours=seconds(wall),
+        target=f"≤ {target_seconds:g} s",
+        status=status(wall <= target_seconds),
+        runs=str(len(runs)),
+    )
+
+
 def seconds(value):
     return f"{value:.2f} s" if value < 100 else f"{value:.0f} s"
 
@@ -302,16 +314,8 @@ class Bench:
 
         runs = repeat(self.repeats, once)
         (self.project,) = (self.work / f"render-{self.repeats - 1}").iterdir()
-        wall = median_wall(runs)
-        return [
-            Row(
-                "1 render: `cookiecutter --no-input` with the defaults, whole process",
-                ours=seconds(wall),
-                target=f"≤ {RENDER_TARGET_S} s",
-                status=status(wall <= RENDER_TARGET_S),
-                runs=str(len(runs)),
-            )
-        ]
+        figure = "1 render: `cookiecutter --no-input` with the defaults, whole process"
+        return [timed_row(figure, runs, RENDER_TARGET_S)]
 
     def smoke(self):
         def once(index):
@@ -322,19 +326,12 @@ class Bench:
             peak = max(prepare.peak_rss, train.peak_rss)
             return Run(prepare.wall + train.wall, peak, prepare.cpu + train.cpu)
 
-        runs = repeat(self.repeats, once)
-        wall = median_wall(runs)
-        return [
-            Row(
-                f"2 smoke: `prepare_dataset.py synthetic --train-size {SMOKE_TRAIN} --test-size "
-                f"{SMOKE_TEST}` + `train.py --epochs 1` on it, in a fresh copy of the default "
-                "render (tracking on), two whole processes, summed",
-                ours=seconds(wall),
-                target=f"≤ {SMOKE_TARGET_S:.0f} s",
-                status=status(wall <= SMOKE_TARGET_S),
-                runs=str(len(runs)),
-            )
-        ]
+        figure = (
+            f"2 smoke: `prepare_dataset.py synthetic --train-size {SMOKE_TRAIN} --test-size "
+            f"{SMOKE_TEST}` + `train.py --epochs 1` on it, in a fresh copy of the default "
+            "render (tracking on), two whole processes, summed"
+        )
+        return [timed_row(figure, repeat(self.repeats, once), SMOKE_TARGET_S)]
 
     def prepare_full(self):
         self.full_data = self.fresh("data-60k")
@@ -413,17 +410,11 @@ class Bench:
             command = [self.python, self.project / "scripts" / "run_job.py", "--dry-run"]
             return run_process([*command, "--config", self.project / "config" / "exp001.yaml"])
 
-        runs = repeat(self.repeats, once)
-        wall = median_wall(runs)
+        figure = "5a `run_job.py --config config/exp001.yaml --dry-run`, whole process"
+        dry_run = timed_row(figure, repeat(self.repeats, once), DRY_RUN_TARGET_S)
         size = source_tarball_size(self.project / "src", self.ignore_patterns(), self.work)
         return [
-            Row(
-                "5a `run_job.py --config config/exp001.yaml --dry-run`, whole process",
-                ours=seconds(wall),
-                target=f"≤ {DRY_RUN_TARGET_S:.0f} s",
-                status=status(wall <= DRY_RUN_TARGET_S),
-                runs=str(len(runs)),
-            ),
+            dry_run,
             Row(
                 "5b source size: tar.gz of the src/ files the launcher uploads (its ignore "
                 "patterns applied)",
@@ -502,21 +493,14 @@ def measure_all(bench, gpu):
     return rows
 
 
-def positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--repeats", type=positive_int, default=3, help="runs per figure; the median is shown"
+        "--repeats", type=int, default=3, help="runs per figure; the median is shown"
     )
     parser.add_argument(
         "--baseline-repeats",
-        type=positive_int,
+        type=int,
         default=1,
         help="runs of the baseline epoch (minutes each on a small CPU; default 1)",
     )
@@ -525,7 +509,7 @@ def build_parser():
     )
     parser.add_argument(
         "--threads",
-        type=positive_int,
+        type=int,
         help="CPU threads per measured process (OMP_NUM_THREADS); default: torch's choice. "
         "--threads 1 compares fairly on a machine that is busy with other work",
     )
@@ -542,7 +526,12 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for option in ("repeats", "baseline_repeats", "threads"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            parser.error(f"--{option.replace('_', '-')} must be at least 1, got {value}")
     repeats = 1 if args.quick else args.repeats
     baseline_repeats = 1 if args.quick else args.baseline_repeats
     if args.threads:  # the children inherit it; torch reads it at start-up

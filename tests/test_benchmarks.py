@@ -129,10 +129,13 @@ def test_source_tarball_holds_what_the_launcher_uploads(tmp_path):
     assert size == (tmp_path / "work" / "source.tar.gz").stat().st_size
 
 
-def test_repeats_must_be_positive():
-    with pytest.raises(SystemExit):
-        bench.build_parser().parse_args(["--repeats", "0"])
-    assert bench.build_parser().parse_args(["--quick"]).quick
+@pytest.mark.parametrize("option", ["--repeats", "--baseline-repeats", "--threads"])
+def test_counts_below_one_stop_before_measuring(option, capsys, tmp_path):
+    with pytest.raises(SystemExit) as stopped:
+        bench.main([option, "0", "--results", str(tmp_path)])
+    assert stopped.value.code == 2
+    assert f"{option} must be at least 1, got 0" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_baseline_is_the_classic_two_conv_network():
