@@ -129,13 +129,18 @@ def check_job_options(parser, args, local=False):
             parser.error(f"--dataset-uri: {error}; upload with scripts/upload_dataset.py")
 
 
-def build_parser():
-    numbers = job_config.train_options()  # the same checks train.py applies to its numbers
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n")[0],
-        epilog=__doc__.split("\n", 2)[2],
+def parser_from_doc(doc):
+    """A parser described by a script's docstring: its first line, and its examples below."""
+    return argparse.ArgumentParser(
+        description=doc.split("\n")[0],
+        epilog=doc.split("\n", 2)[2],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+
+
+def build_parser():
+    numbers = job_config.train_options()  # the same checks train.py applies to its numbers
+    parser = parser_from_doc(__doc__)
     parser.add_argument(
         "--config",
         nargs="+",

@@ -12,7 +12,6 @@ result/tune/<tuning job name>/: tuning.json (best job, its hyperparameters and m
 fetches a job).
 """
 
-import argparse
 import csv
 import difflib
 import json
@@ -315,11 +314,7 @@ def report(summary, rows, folder):
 
 def build_parser():
     numbers = job_config.train_options()
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n")[0],
-        epilog=__doc__.split("\n", 2)[2],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = run_job.parser_from_doc(__doc__)
     parser.add_argument(
         "--config",
         type=Path,
@@ -379,10 +374,11 @@ def main(argv=None):
     session = aws_env.boto_session(args.region)
     exit_code = None
     try:
-        if args.no_wait:
+        if not args.no_wait:
+            wait(session.client("sagemaker"), name, args.poll_seconds)
+        elif not args.fetch:
             print(f"Fetch later: python scripts/tune.py --fetch {name}")
             return 0
-        wait(session.client("sagemaker"), name, args.poll_seconds)
     except KeyboardInterrupt:
         exit_code = run_job.EXIT_INTERRUPTED
         print("\nInterrupted. The tuning job keeps running, and billing; to stop it, run")
