@@ -496,7 +496,10 @@ def measure_all(bench, gpu):
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--repeats", type=int, default=3, help="runs per figure; the median is shown"
+        "--repeats",
+        type=int,
+        default=3,
+        help="runs per figure; the median is shown (default: %(default)s)",
     )
     parser.add_argument(
         "--baseline-repeats",
