@@ -412,26 +412,31 @@ def simple_commands(command):
             current.append(token)
 
 
-def help_command(words):
-    """(program argv, shown arguments) for a project script or tool command, else None.
+def help_commands(words):
+    """(help argv, shown arguments, script or None) for each program a command line runs.
 
+    Covers project scripts (`python x.py`, `bash x.sh`, under `torchrun` too) and `mlflow`.
     The help argv keeps the leading positional words (a subcommand, run_job.sh's config number)
     so that options of subcommands are looked up where they are defined.
     """
+    runs = []
     if words[0] in ("python", "python3") and len(words) > 1 and words[1].endswith(".py"):
-        program, arguments = [sys.executable, words[1]], words[2:]
+        runs.append(([sys.executable, words[1]], words[2:], words[1]))
     elif words[0] in ("bash", "sh") and len(words) > 1 and words[1].endswith(".sh"):
-        program, arguments = ["bash", words[1]], words[2:]
+        runs.append((["bash", words[1]], words[2:], words[1]))
     elif words[0] == "mlflow":
-        program, arguments = [sys.executable, "-m", "mlflow"], words[1:]
-    else:
-        return None
-    positional = []
-    for word in arguments:
-        if word.startswith("-"):
-            break
-        positional.append(word)
-    return [*program, *positional, "--help"], arguments
+        runs.append(([sys.executable, "-m", "mlflow"], words[1:], None))
+    elif words[0] == "torchrun":
+        script_at = next(i for i, word in enumerate(words) if word.endswith(".py"))
+        runs.append(([sys.executable, "-m", "torch.distributed.run"], words[1:script_at], None))
+        runs.append(([sys.executable, words[script_at]], words[script_at + 1 :], words[script_at]))
+    for program, arguments, script in runs:
+        positional = []
+        for word in arguments:
+            if word.startswith("-"):
+                break
+            positional.append(word)
+        yield [*program, *positional, "--help"], arguments, script
 
 
 def long_options(arguments):
@@ -517,24 +522,23 @@ def test_every_script_the_readmes_run_exists_and_accepts_the_options_shown(
     for name in READMES:
         for command in Readme(documented_project / name).all_commands():
             for words in simple_commands(command):
-                found = help_command(words)
-                if found is None:
-                    continue
-                argv, arguments = found
-                if words[1].endswith((".py", ".sh")):
-                    script = documented_project / words[1]
-                    assert script.is_file(), f"{name}: `{command}` runs a missing {words[1]}"
-                options = long_options(arguments)
-                if (tuple(argv), tuple(options)) in checked:
-                    continue
-                checked.add((tuple(argv), tuple(options)))
-                shown = help_texts(documented_project, argv)
-                assert shown.returncode == 0, f"`{' '.join(argv[1:])}` failed:\n{shown.stderr}"
-                for option in options:
-                    assert re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", shown.stdout), (
-                        f"{name}: `{command}` uses {option}, which `{' '.join(argv[1:])}` "
-                        "does not list"
-                    )
+                for argv, arguments, script in help_commands(words):
+                    if script:
+                        assert (documented_project / script).is_file(), (
+                            f"{name}: `{command}` runs a missing {script}"
+                        )
+                    options = long_options(arguments)
+                    if (tuple(argv), tuple(options)) in checked:
+                        continue
+                    checked.add((tuple(argv), tuple(options)))
+                    shown = help_texts(documented_project, argv)
+                    shown_argv = " ".join(argv[1:])
+                    assert shown.returncode == 0, f"`{shown_argv}` failed:\n{shown.stderr}"
+                    for option in options:
+                        listed = rf"(?<![\w-]){re.escape(option)}(?![\w-])"
+                        assert re.search(listed, shown.stdout), (
+                            f"{name}: `{command}` uses {option}, which `{shown_argv}` does not list"
+                        )
     scripts = {argv[1] for argv, _ in checked}
     assert {"src/train.py", "scripts/prepare_dataset.py"} <= scripts, scripts
 
