@@ -29,8 +29,8 @@ def load(folder):
     path = folder / FILE_NAME
     if not path.is_file():
         return None
-    # Our own file: it holds RNG states and the run's settings besides tensors.
-    return torch.load(path, map_location="cpu", weights_only=False)
+    # Tensors and plain values only: loading a file from S3 runs no code in it.
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def rng_states(shuffle):
