@@ -143,12 +143,13 @@ def test_post_gen_creates_kept_folders_and_git_ignores_only_their_contents(bake,
     (project / "result/checkpoints").mkdir()
     (project / "result/checkpoints/last.pt").write_bytes(b"x")
     (project / ".env").write_text("AWS_PROFILE=me\n")
+    files = project_files(project)
     subprocess.run(["git", "init", "-q"], cwd=project, check=True)
     subprocess.run(["git", "add", "-A"], cwd=project, check=True)
     tracked = subprocess.run(
         ["git", "ls-files"], cwd=project, check=True, capture_output=True, text=True
     ).stdout.split()
-    assert set(tracked) == project_files(project) - {
+    assert set(tracked) == files - {
         "dataset/MNIST/data.bin",
         "result/model/model.pt",
         "result/checkpoints/last.pt",

@@ -3,7 +3,9 @@
 Each can be overridden on the command line (and some by environment, see --help).
 """
 
-# Rendered as JSON strings, which are valid Python: kept as written so any text is safe.
+# Rendered as JSON strings, which are valid Python: kept as written (however long) so
+# any text is safe.
+# ruff: noqa: E501
 # fmt: off
 PROJECT_NAME = {{ cookiecutter.project_name | tojson }}
 PROJECT_SLUG = {{ cookiecutter.project_slug | tojson }}
