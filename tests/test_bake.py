@@ -24,22 +24,31 @@ DEFAULT_FILES = {
     "requirements-dev.txt",
     "requirements.txt",
     "ruff.toml",
+    "scripts/aws_env.py",
     "scripts/defaults.py",
+    "scripts/job_config.py",
+    "scripts/job_request.py",
+    "scripts/job_results.py",
+    "scripts/local_job.py",
     "scripts/prepare_dataset.py",
     "scripts/run_job.py",
     "scripts/run_job.sh",
     "scripts/tune.py",
     "scripts/upload_dataset.py",
+    "src/checkpoint.py",
     "src/data.py",
     "src/distributed.py",
     "src/model.py",
     "src/options.py",
+    "src/plots.py",
     "src/requirements.txt",
     "src/tracking.py",
     "src/train.py",
     "src/train.sh",
+    "tests/aws_fakes.py",
     "tests/conftest.py",
     "tests/test_distributed.py",
+    "tests/test_local_job.py",
     "tests/test_prepare_dataset.py",
     "tests/test_run_job.py",
     "tests/test_tracking.py",
@@ -108,6 +117,9 @@ def test_every_option_combination_renders_without_template_leftovers(bake, optio
         text = text.replace("${{", "")
         for leftover in TEMPLATE_LEFTOVERS:
             assert leftover not in text, f"{name} still contains {leftover!r}"
+        # Jinja line statements (cookiecutter.json _jinja2_env_vars) start with "#%".
+        statements = [line for line in text.splitlines() if line.lstrip().startswith("#%")]
+        assert statements == [], f"{name} still contains {statements}"
 
 
 @pytest.mark.parametrize("options", OPTION_COMBINATIONS, ids=combination_id)

@@ -214,6 +214,8 @@ def build_request(spec, config, base_job_name, session):
     request = trainer._create_training_job_args(
         input_data_config=[training_channel(spec)], boto3=True
     )
+    #% if cookiecutter.experiment_tracking == "mlflow"
     if "MLFLOW_TRACKING_URI" in request.get("Environment", {}):
         request["Environment"]["MLFLOW_RUN_NAME"] = request["TrainingJobName"]
+    #% endif
     return request

@@ -94,19 +94,20 @@ def add_job_options(parser, numbers):
         help="File: copy the dataset before training; FastFile: stream it from S3 as read "
         "(default: %(default)s; Pipe does not suit train.py)",
     )
+    #% if cookiecutter.experiment_tracking == "mlflow"
+    parser.add_argument(
+        "--mlflow-tracking-arn",
+        default=os.environ.get("MLFLOW_TRACKING_ARN"),
+        help="SageMaker managed MLflow tracking server ARN; the job logs to it "
+        "(default: $MLFLOW_TRACKING_ARN; none: the job does not track)",
+    )
+    #% endif
     parser.add_argument(
         "--max-run",
         type=numbers.positive_int,
         default=3600,
         help="seconds of training at most (3600)",
     )
-    if defaults.EXPERIMENT_TRACKING == "mlflow":
-        parser.add_argument(
-            "--mlflow-tracking-arn",
-            default=os.environ.get("MLFLOW_TRACKING_ARN"),
-            help="SageMaker managed MLflow tracking server ARN; the job logs to it "
-            "(default: $MLFLOW_TRACKING_ARN; none: the job does not track)",
-        )
 
 
 def check_job_options(parser, args, local=False):
@@ -114,9 +115,11 @@ def check_job_options(parser, args, local=False):
     if args.processes_per_host and not args.distributed:
         parser.error("--processes-per-host needs --distributed")
     args.distributed = args.distributed or args.instance_count > 1
-    arn = getattr(args, "mlflow_tracking_arn", None)
+    #% if cookiecutter.experiment_tracking == "mlflow"
+    arn = args.mlflow_tracking_arn
     if arn and not arn.startswith("arn:aws"):
         parser.error(f"--mlflow-tracking-arn: expected arn:aws:sagemaker:..., got {arn!r}")
+    #% endif
     if args.dataset_uri is None:
         bucket = aws_env.default_bucket(args.region)
         args.dataset_uri = str(aws_env.DATASET_DIR) if local else aws_env.dataset_uri(bucket)
@@ -259,9 +262,12 @@ def job_spec(args):
 
     # Unbuffered, train.py's lines reach the logs as they are printed, not at exit.
     environment = {"PYTHONUNBUFFERED": "1"}
-    arn = getattr(args, "mlflow_tracking_arn", None)
-    if arn:
-        environment.update(MLFLOW_TRACKING_URI=arn, MLFLOW_EXPERIMENT_NAME=args.exp_name)
+    #% if cookiecutter.experiment_tracking == "mlflow"
+    if args.mlflow_tracking_arn:
+        environment.update(
+            MLFLOW_TRACKING_URI=args.mlflow_tracking_arn, MLFLOW_EXPERIMENT_NAME=args.exp_name
+        )
+    #% endif
     try:
         image_uri = args.image_uri or default_image_uri(args.region, args.instance_type)
     except ValueError as error:

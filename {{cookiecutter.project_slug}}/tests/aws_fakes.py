@@ -51,11 +51,21 @@ def run_script(command, env, cwd, timeout=300):
     )
 
 
+# The caller's own settings for these must not reach the code under test.
+CALLER_VARIABLE_PREFIXES = (
+    "AWS_",
+    "SAGEMAKER_",
+    #% if cookiecutter.experiment_tracking == "mlflow"
+    "MLFLOW_",
+    #% endif
+)
+
+
 @pytest.fixture
 def aws_credentials(monkeypatch, tmp_path_factory):
     """Dummy credentials, no profile or config file of the machine, SDK telemetry off."""
     for name in list(os.environ):
-        if name.startswith(("AWS_", "SAGEMAKER_", "MLFLOW_")):
+        if name.startswith(CALLER_VARIABLE_PREFIXES):
             monkeypatch.delenv(name)
     config = tmp_path_factory.mktemp("sagemaker-config") / "config.yaml"
     # The SDK has no environment switch for telemetry, only this config key.

@@ -22,10 +22,15 @@ from aws_fakes import PROJECT_ROOT, REGION, run_script, upload_folder
 RUN_JOB = PROJECT_ROOT / "scripts" / "run_job.py"
 BUCKET = aws_env.default_bucket(REGION)
 DATASET_URI = aws_env.dataset_uri(BUCKET)
-# One quick epoch; MLflow logging (where rendered) has its own tests and would double the time.
-TINY = {"epochs": "1", "batch-size": "64", "seed": "1"}
-if defaults.EXPERIMENT_TRACKING == "mlflow":
-    TINY["tracking"] = "false"
+# One quick epoch; tracking (where rendered) has its own tests and would double the time.
+TINY = {
+    "epochs": "1",
+    "batch-size": "64",
+    "seed": "1",
+    #% if cookiecutter.experiment_tracking == "mlflow"
+    "tracking": "false",
+    #% endif
+}
 
 
 def write_config(path, **changes):
@@ -349,11 +354,12 @@ def normalized(request):
 
 
 def test_dry_run_request_snapshot_with_spot(aws_call_recorder, tmp_path, tiny_config, monkeypatch):
-    if defaults.EXPERIMENT_TRACKING == "mlflow":
-        monkeypatch.setenv(
-            "MLFLOW_TRACKING_ARN",
-            f"arn:aws:sagemaker:{REGION}:123456789012:mlflow-tracking-server/t",
-        )
+    #% if cookiecutter.experiment_tracking == "mlflow"
+    monkeypatch.setenv(
+        "MLFLOW_TRACKING_ARN",
+        f"arn:aws:sagemaker:{REGION}:123456789012:mlflow-tracking-server/t",
+    )
+    #% endif
     done = run_job(
         "--dry-run",
         "--config",
@@ -386,13 +392,6 @@ def test_dry_run_request_snapshot_with_spot(aws_call_recorder, tmp_path, tiny_co
             + r"-cpu-py3\d+",
             image,
         ), image
-    expected_environment = {"PYTHONUNBUFFERED": "1"}
-    if defaults.EXPERIMENT_TRACKING == "mlflow":
-        expected_environment.update(
-            MLFLOW_TRACKING_URI=f"arn:aws:sagemaker:{REGION}:123456789012:mlflow-tracking-server/t",
-            MLFLOW_EXPERIMENT_NAME=defaults.EXPERIMENT_NAME,
-            MLFLOW_RUN_NAME=f"{base}-<timestamp>",
-        )
 
     def channel(name, uri, mode):
         source = {
@@ -402,6 +401,14 @@ def test_dry_run_request_snapshot_with_spot(aws_call_recorder, tmp_path, tiny_co
         }
         return {"ChannelName": name, "DataSource": {"S3DataSource": source}, "InputMode": mode}
 
+    expected_environment = {"PYTHONUNBUFFERED": "1"}
+    #% if cookiecutter.experiment_tracking == "mlflow"
+    expected_environment.update(
+        MLFLOW_TRACKING_URI=f"arn:aws:sagemaker:{REGION}:123456789012:mlflow-tracking-server/t",
+        MLFLOW_EXPERIMENT_NAME=defaults.EXPERIMENT_NAME,
+        MLFLOW_RUN_NAME=f"{base}-<timestamp>",
+    )
+    #% endif
     assert request == {
         "TrainingJobName": f"{base}-<timestamp>",
         "AlgorithmSpecification": {
