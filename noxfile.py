@@ -82,6 +82,7 @@ def lint(session):
         session.chdir(project)
         session.run(venv_bin("ruff"), "check", ".", env=env)
         session.run(venv_bin("ruff"), "format", "--check", ".", env=env)
+        session.chdir(ROOT)
 
 
 @nox.session(python=False)
@@ -98,6 +99,7 @@ def smoke(session):
     env = shared_env(session)
     for name in session.posargs or SMOKE_RENDERS:
         session.log(f"Smoke render: {name}")
+        session.chdir(ROOT)  # not the previous render's folder, which is gone by now
         with tempfile.TemporaryDirectory() as output_dir:
             project = render(session, output_dir, *SMOKE_RENDERS[name])
             session.chdir(project)
