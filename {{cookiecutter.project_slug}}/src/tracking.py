@@ -194,4 +194,6 @@ if __name__ == "__main__":
     # Ctrl-C and SIGTERM are for the trainer, which then ends the run and closes stdin.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if hasattr(os, "nice"):  # background work: yield the CPU to the training threads
+        os.nice(10)
     log_events(sys.stdin)
