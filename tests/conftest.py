@@ -47,6 +47,22 @@ def render_from_replay(output_dir, **values):
     return Path(project)
 
 
+def render_no_input(output_dir, **extra_context):
+    """cookiecutter --no-input with overrides, in this process (hooks still run as scripts)."""
+    return cookiecutter(
+        str(TEMPLATE_DIR),
+        no_input=True,
+        extra_context=extra_context,
+        output_dir=str(output_dir),
+        default_config=True,
+    )
+
+
+def cookiecutter_cli(*arguments, cwd=None):
+    """The cookiecutter command line, as a user runs it."""
+    return run_checked(sys.executable, "-m", "cookiecutter", *arguments, cwd=cwd)
+
+
 def project_files(project):
     """Relative paths of every file in a rendered project."""
     return {

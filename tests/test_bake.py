@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import CHOICES, TEMPLATE_DIR, project_files, ruff, run_checked
+from conftest import CHOICES, TEMPLATE_DIR, cookiecutter_cli, project_files, ruff, run_checked
 
 KEPT_FOLDERS = ["dataset", "rawdata", "result/model", "result/output"]
 
@@ -237,27 +237,12 @@ def test_pytorch_version_choices_all_have_a_training_image_in_the_sdk_table():
 
 def test_command_line_render_then_replay_gives_the_same_project(tmp_path):
     home = tmp_path / "home"
-    first = run_checked(
-        sys.executable,
-        "-m",
-        "cookiecutter",
-        "--no-input",
-        TEMPLATE_DIR,
-        "-o",
-        tmp_path / "first",
-        "experiment_name=replayed",
+    first = cookiecutter_cli(
+        "--no-input", TEMPLATE_DIR, "-o", tmp_path / "first", "experiment_name=replayed"
     )
     assert first.returncode == 0, first.stderr
     assert "Next steps" in first.stdout
-    replayed = run_checked(
-        sys.executable,
-        "-m",
-        "cookiecutter",
-        "--replay",
-        TEMPLATE_DIR,
-        "-o",
-        tmp_path / "second",
-    )
+    replayed = cookiecutter_cli("--replay", TEMPLATE_DIR, "-o", tmp_path / "second")
     assert replayed.returncode == 0, replayed.stderr
     first_project = tmp_path / "first/sagemaker-mnist"
     second_project = tmp_path / "second/sagemaker-mnist"
@@ -268,21 +253,10 @@ def test_command_line_render_then_replay_gives_the_same_project(tmp_path):
 
 
 def test_render_from_a_relative_template_path_validates_choices(tmp_path):
-    rendered = subprocess.run(
-        [sys.executable, "-m", "cookiecutter", "--no-input", ".", "-o", str(tmp_path / "ok")],
-        cwd=TEMPLATE_DIR,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    rendered = cookiecutter_cli("--no-input", ".", "-o", tmp_path / "ok", cwd=TEMPLATE_DIR)
     assert rendered.returncode == 0, rendered.stderr
-    refused = subprocess.run(
-        [sys.executable, "-m", "cookiecutter", "--no-input", ".", "-o", str(tmp_path / "bad")]
-        + ["container=podman"],
-        cwd=TEMPLATE_DIR,
-        capture_output=True,
-        text=True,
-        check=False,
+    refused = cookiecutter_cli(
+        "--no-input", ".", "-o", tmp_path / "bad", "container=podman", cwd=TEMPLATE_DIR
     )
     assert refused.returncode != 0
     assert "container" in refused.stderr

@@ -1,11 +1,8 @@
 """Bad input at generation: a clear message naming the field, and nothing left behind."""
 
-import sys
-
 import pytest
-from conftest import TEMPLATE_DIR, leftovers, render_from_replay, run_checked
+from conftest import TEMPLATE_DIR, cookiecutter_cli, leftovers, render_from_replay, render_no_input
 from cookiecutter.exceptions import FailedHookException
-from cookiecutter.main import cookiecutter
 
 INVALID_INPUTS = [
     ("project_name", ""),
@@ -51,13 +48,7 @@ INVALID_INPUTS = [
 def test_invalid_input_fails_names_the_field_and_leaves_no_directory(field, value, tmp_path, capfd):
     output_dir = tmp_path / "out"
     with pytest.raises(FailedHookException):
-        cookiecutter(
-            str(TEMPLATE_DIR),
-            no_input=True,
-            extra_context={field: value},
-            output_dir=str(output_dir),
-            default_config=True,
-        )
+        render_no_input(output_dir, **{field: value})
     message = capfd.readouterr().out.strip().splitlines()
     assert len(message) == 1, message
     assert message[0].startswith(f"ERROR: {field}="), message
@@ -65,37 +56,26 @@ def test_invalid_input_fails_names_the_field_and_leaves_no_directory(field, valu
     assert leftovers(output_dir) == []
 
 
+UNOFFERED_CHOICES = [
+    ("pytorch_version", "1.0.0"),
+    ("experiment_tracking", "wandb"),
+    ("container", "podman"),
+]
+
+
 @pytest.mark.parametrize(
-    ("field", "value"),
-    [
-        ("pytorch_version", "1.0.0"),
-        ("experiment_tracking", "wandb"),
-        ("container", "podman"),
-        ("use_spot_instances", "sometimes"),
-    ],
+    ("field", "value"), [*UNOFFERED_CHOICES, ("use_spot_instances", "sometimes")]
 )
 def test_invalid_choice_on_the_command_line_is_refused_before_rendering(field, value, tmp_path):
     output_dir = tmp_path / "out"
     with pytest.raises(ValueError, match=field if field != "use_spot_instances" else "sometimes"):
-        cookiecutter(
-            str(TEMPLATE_DIR),
-            no_input=True,
-            extra_context={field: value},
-            output_dir=str(output_dir),
-            default_config=True,
-        )
+        render_no_input(output_dir, **{field: value})
     assert leftovers(output_dir) == []
 
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [
-        ("pytorch_version", "1.0.0"),
-        ("experiment_tracking", "wandb"),
-        ("container", "podman"),
-        ("use_spot_instances", "yes"),
-        ("aws_account_id", 123456789012),
-    ],
+    [*UNOFFERED_CHOICES, ("use_spot_instances", "yes"), ("aws_account_id", 123456789012)],
 )
 def test_hand_edited_replay_file_is_validated_too(field, value, tmp_path, capfd):
     with pytest.raises(FailedHookException):
@@ -127,15 +107,8 @@ def test_valid_edge_values_render(field, value, bake):
 
 
 def test_command_line_bad_value_exits_1_with_the_message_first(tmp_path):
-    result = run_checked(
-        sys.executable,
-        "-m",
-        "cookiecutter",
-        "--no-input",
-        TEMPLATE_DIR,
-        "-o",
-        tmp_path / "out",
-        "aws_account_id=12345",
+    result = cookiecutter_cli(
+        "--no-input", TEMPLATE_DIR, "-o", tmp_path / "out", "aws_account_id=12345"
     )
     assert result.returncode == 1
     first_line = (result.stdout + result.stderr).strip().splitlines()[0]
