@@ -104,3 +104,10 @@ def smoke(session):
             project = render(session, output_dir, *SMOKE_RENDERS[name])
             session.chdir(project)
             session.run(venv_bin("python"), "-m", "nox", "-s", "tests", "smoke", env=env)
+
+
+@nox.session(python=False, default=False)
+def bench(session):
+    """Benchmarks (minutes): render, smoke, one epoch vs the PyTorch MNIST example, dry run."""
+    env = shared_env(session)
+    session.run(venv_bin("python"), str(ROOT / "benchmarks" / "run.py"), *session.posargs, env=env)
