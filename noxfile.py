@@ -79,10 +79,10 @@ def lint(session):
     session.run(venv_bin("ruff"), "format", "--check", str(ROOT), env=env)
     with tempfile.TemporaryDirectory() as output_dir:
         project = render(session, output_dir)
-        session.chdir(project)
-        session.run(venv_bin("ruff"), "check", ".", env=env)
-        session.run(venv_bin("ruff"), "format", "--check", ".", env=env)
-        session.chdir(ROOT)
+        # The context manager returns to ROOT before the temporary folder is deleted.
+        with session.chdir(project):
+            session.run(venv_bin("ruff"), "check", ".", env=env)
+            session.run(venv_bin("ruff"), "format", "--check", ".", env=env)
 
 
 @nox.session(python=False)
@@ -99,11 +99,10 @@ def smoke(session):
     env = shared_env(session)
     for name in session.posargs or SMOKE_RENDERS:
         session.log(f"Smoke render: {name}")
-        session.chdir(ROOT)  # not the previous render's folder, which is gone by now
         with tempfile.TemporaryDirectory() as output_dir:
             project = render(session, output_dir, *SMOKE_RENDERS[name])
-            session.chdir(project)
-            session.run(venv_bin("python"), "-m", "nox", "-s", "tests", "smoke", env=env)
+            with session.chdir(project):
+                session.run(venv_bin("python"), "-m", "nox", "-s", "tests", "smoke", env=env)
 
 
 @nox.session(python=False, default=False)
