@@ -16,6 +16,5 @@ EXPERIMENT_NAME = {{ cookiecutter.experiment_name | tojson }}
 SAGEMAKER_ROLE = {{ cookiecutter.sagemaker_role | tojson }}
 PYTORCH_VERSION = {{ cookiecutter.pytorch_version | tojson }}
 USE_SPOT_INSTANCES = {{ cookiecutter.use_spot_instances | tojson | capitalize }}
-EXPERIMENT_TRACKING = {{ cookiecutter.experiment_tracking | tojson }}
 CONTAINER = {{ cookiecutter.container | tojson }}
 # fmt: on
