@@ -7,6 +7,7 @@ typo costs a second, not a failed job.
 import argparse
 import difflib
 import importlib.util
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ METRIC_DEFINITIONS = [
 # appends "-YYYYmmddHHMMSS" (15 characters) to <experiment>-<config>.
 JOB_NAME_PART = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
 BASE_NAME_LIMIT = 63 - 15
+CONFIG_SIZE_LIMIT = 64 * 1024
 
 
 class ConfigError(Exception):
@@ -80,6 +82,55 @@ def base_job_name(experiment, config):
     return f"{experiment}-{config[:room].rstrip('-')}"
 
 
+class StrictLoader(yaml.SafeLoader):
+    """YAML as configs need it: no anchors or aliases (a few lines of nested aliases expand to
+    gigabytes), and no key given twice (the last would silently win)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent) or getattr(self.peek_event(), "anchor", None):
+            mark = self.peek_event().start_mark
+            raise ConfigError(
+                f"line {mark.line + 1}: YAML anchors and aliases (& and *) are not allowed"
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                raise ConfigError(f"line {line}: key {key!r} is given twice; keep one")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path):
+    """The `key: value` mapping of a small YAML file; ConfigError (one line) on any fault."""
+    size = path.stat().st_size
+    if size > CONFIG_SIZE_LIMIT:
+        raise ConfigError(
+            f"{path}: {size:,} bytes; a config is a few `key: value` lines "
+            f"(at most {CONFIG_SIZE_LIMIT:,} bytes)"
+        )
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+        if "\0" in text:
+            raise UnicodeError
+    except UnicodeError:
+        raise ConfigError(f"{path}: not a text file (expected UTF-8 YAML)") from None
+    try:
+        content = yaml.load(text, Loader=StrictLoader) or {}
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
+    if not isinstance(content, dict):
+        raise ConfigError(f"{path}: expected `key: value` lines, got {type(content).__name__}")
+    return content
+
+
 def load_config(path, parser):
     """Read a YAML config and check it as train.py would parse it inside the container."""
     path = Path(path)
@@ -88,14 +139,7 @@ def load_config(path, parser):
             f"config file not found: {path} (configs live in {PROJECT_ROOT / 'config'}, "
             "e.g. config/exp001.yaml)"
         )
-    try:
-        hyperparameters = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}".replace("\n", " ")) from None
-    if not isinstance(hyperparameters, dict):
-        raise ConfigError(
-            f"{path}: expected `key: value` lines, got {type(hyperparameters).__name__}"
-        )
+    hyperparameters = read_yaml(path)
     check_hyperparameters(hyperparameters, parser, path)
     name = config_name(path)
     if not name:
@@ -119,6 +163,9 @@ def check_hyperparameters(hyperparameters, parser, source):
                 f"{source}: unknown key {key!r}; {hint}(keys are src/train.py's options "
                 f"without '--': {', '.join(sorted(options))})"
             )
+        value = hyperparameters[key]
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{source}: {key}: {value} is not a finite number")
         if options[key].type is Path:
             raise ConfigError(
                 f"{source}: {key!r} is a path SageMaker sets through SM_* variables; "

@@ -24,7 +24,6 @@ import aws_env
 import job_config
 import job_results
 import run_job
-import yaml
 from job_config import ConfigError
 
 RESULTS_DIR = aws_env.PROJECT_ROOT / "result" / "tune"
@@ -108,12 +107,7 @@ def load_tuning(path, parser):
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"tuning config not found: {path} (e.g. config/tune001.yaml)")
-    try:
-        content = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}".replace("\n", " ")) from None
-    if not isinstance(content, dict):
-        raise ConfigError(f"{path}: expected `key: value` lines, got {type(content).__name__}")
+    content = job_config.read_yaml(path)
     for key in content:
         if key not in CONFIG_KEYS:
             raise ConfigError(f"{path}: {unknown('key', key, CONFIG_KEYS)}")
@@ -140,6 +134,10 @@ def load_tuning(path, parser):
     return config
 
 
+def whole_number(value):
+    return isinstance(value, int) and not isinstance(value, bool)  # YAML's true is no count
+
+
 def check_limits(config):
     where = config.path
     if config.strategy not in STRATEGIES:
@@ -147,11 +145,11 @@ def check_limits(config):
     if config.strategy == "Grid":
         if any(spec["type"] != "categorical" for spec in config.ranges.values()):
             raise ConfigError(f"{where}: Grid tries every combination: categorical ranges only")
-    elif not isinstance(config.max_jobs, int) or config.max_jobs < 1:
+    elif not whole_number(config.max_jobs) or config.max_jobs < 1:
         raise ConfigError(f"{where}: max-jobs must be a whole number of at least 1")
     limit = config.max_jobs or sys.maxsize
     parallel = config.max_parallel_jobs
-    if not isinstance(parallel, int) or not 1 <= parallel <= limit:
+    if not whole_number(parallel) or not 1 <= parallel <= limit:
         raise ConfigError(f"{where}: max-parallel-jobs must be from 1 to max-jobs ({limit})")
     metrics = [m["Name"] for m in job_config.METRIC_DEFINITIONS if m["Name"] != "epoch"]
     if config.objective not in metrics:

@@ -7,6 +7,9 @@ the position in the epoch), so an interrupted, resumed run ends with the same we
 that never stopped.
 """
 
+import errno
+import hashlib
+import json
 import os
 import signal
 import threading
@@ -16,21 +19,60 @@ import torch
 FILE_NAME = "checkpoint.pt"
 
 
+def write_atomically(path, write, content):
+    """write(content, partial_path), then rename over `path`: a reader (or an S3 sync) sees the
+    old file or the new one, never half of one; a failure (a full disk) leaves no partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.partial")
+    try:
+        write(content, partial)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def save_tensors(state, path):
+    """torch.save that reports a full disk as OSError, as every other file write does."""
+    try:
+        torch.save(state, path)
+    except RuntimeError as error:  # torch's C++ writer wraps the OS error
+        if "write" not in str(error).lower():
+            raise
+        raise OSError(errno.EIO, f"could not write ({' '.join(str(error).split())})", str(path))
+
+
 def save(folder, state):
-    """Write atomically: a reader (or an S3 sync) sees the old or the new file, never half."""
-    folder.mkdir(parents=True, exist_ok=True)
-    partial = folder / f"{FILE_NAME}.partial"
-    torch.save(state, partial)
-    os.replace(partial, folder / FILE_NAME)
+    write_atomically(folder / FILE_NAME, save_tensors, state)
 
 
-def load(folder):
-    """The saved state, or None when there is no checkpoint."""
-    path = folder / FILE_NAME
-    if not path.is_file():
-        return None
+def settings_digest(settings):
+    return hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def read(path):
     # Tensors and plain values only: loading a file from S3 runs no code in it.
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_matching(folder, settings):
+    """(the checkpoint of these settings or None, the one set aside or None).
+
+    A checkpoint of other settings is never overwritten: it is renamed after its settings'
+    digest (checkpoint-<digest>.pt, its "kept_as"), and a run of those settings takes it back.
+    """
+    current, kept = folder / FILE_NAME, folder / f"checkpoint-{settings_digest(settings)}.pt"
+    saved = read(current) if current.is_file() else None
+    if saved is not None and saved["settings"] == settings:
+        return saved, None
+    aside = None
+    if saved is not None:
+        aside = {**saved, "kept_as": folder / f"checkpoint-{settings_digest(saved['settings'])}.pt"}
+        os.replace(current, aside["kept_as"])
+    if kept.is_file():
+        os.replace(kept, current)
+        return read(current), aside
+    return None, aside
 
 
 def rng_states(shuffle):

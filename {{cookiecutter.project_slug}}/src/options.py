@@ -5,12 +5,14 @@ must stay free of heavy imports (and of imports from src/: it is loaded by path)
 """
 
 import argparse
+import math
 import os
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # src/tracking.py comes with projects rendered with experiment tracking.
 HAS_TRACKING = Path(__file__).with_name("tracking.py").is_file()
+MAX_WIDTH = 1024  # 4x this many channels in the last block: far beyond what MNIST needs
 
 
 def parse_bool(text):
@@ -23,25 +25,38 @@ def parse_bool(text):
     raise argparse.ArgumentTypeError(f"expected true/false/1/0, got {text!r}")
 
 
-def positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def whole_number(low, high=None):
+    """An argparse type: a whole number from low to high (no limit when None)."""
+
+    def parse(text):
+        value = int(text)
+        if value < low or (high is not None and value > high):
+            limits = f"from {low} to {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"must be {limits}, got {value}")
+        return value
+
+    parse.__name__ = "whole number"  # argparse names the type in "invalid ... value" errors
+    return parse
 
 
-def non_negative_int(text):
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+def finite_number(low, low_allowed=True):
+    """An argparse type: a finite number, at least `low` (above it when not low_allowed)."""
+
+    def parse(text):
+        value = float(text)
+        if not math.isfinite(value) or value < low or (value == low and not low_allowed):
+            bound = f"{low:g} or more" if low_allowed else f"above {low:g}"
+            raise argparse.ArgumentTypeError(f"must be a finite number {bound}, got {text}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
 
 
-def positive_float(text):
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
-    return value
+positive_int = whole_number(1)
+non_negative_int = whole_number(0)
+positive_float = finite_number(0, low_allowed=False)
+non_negative_float = finite_number(0)
 
 
 def default_path(sagemaker_variable, local_folder):
@@ -102,9 +117,13 @@ def build_parser():
     hyper.add_argument(
         "--lr", type=positive_float, default=0.01, help="peak learning rate (one-cycle schedule)"
     )
-    hyper.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
-    hyper.add_argument("--width", type=positive_int, default=16, help="channels of the first conv")
-    hyper.add_argument("--seed", type=int, default=42, help="random seed")
+    hyper.add_argument(
+        "--weight-decay", type=non_negative_float, default=1e-4, help="AdamW weight decay"
+    )
+    hyper.add_argument(
+        "--width", type=whole_number(1, MAX_WIDTH), default=16, help="channels of the first conv"
+    )
+    hyper.add_argument("--seed", type=whole_number(0, 2**32 - 1), default=42, help="random seed")
     hyper.add_argument(
         "--train-size", type=non_negative_int, default=0, help="use the first N images (0: all)"
     )
@@ -129,7 +148,7 @@ def build_parser():
     )
     running.add_argument(
         "--log-interval",
-        type=float,
+        type=non_negative_float,
         default=10.0,
         help="seconds between progress lines within an epoch (0: none; default: 10)",
     )

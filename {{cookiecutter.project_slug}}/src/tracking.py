@@ -20,13 +20,15 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
 from options import PROJECT_ROOT
 
 EXPERIMENT_NAME = {{ cookiecutter.experiment_name | tojson }}
-LOCAL_STORE = f"sqlite:///{PROJECT_ROOT / 'result' / 'mlflow.db'}"
+SQLITE_PREFIX = "sqlite:///"
+LOCAL_STORE = f"{SQLITE_PREFIX}{PROJECT_ROOT / 'result' / 'mlflow.db'}"
 RUN_KEY_TAG = "train_run_key"  # finds the run again when an interrupted training resumes
 
 
@@ -45,6 +47,11 @@ class Tracker:
     A context manager: leaving it ends the MLflow run as FINISHED, or as KILLED when training
     was interrupted (a resumed training continues that run), or FAILED.
     """
+
+    # How long the trainer waits for the last uploads: a stuck server costs a bounded wait, not
+    # the job; a stopped job has SageMaker's 120-second grace period, and its checkpoint is saved.
+    FINISH_SECONDS = 120
+    STOPPED_SECONDS = 60
 
     def __init__(self, config):
         self.config = config
@@ -103,8 +110,10 @@ class Tracker:
         self.send(end=status)
         if self.process is not None:
             self.process.stdin.close()
-            try:  # uploads finish here; a stuck server costs a bounded wait, not the job
-                self.process.wait(timeout=120 if kind is None else 20)
+            try:
+                self.process.wait(
+                    timeout=self.FINISH_SECONDS if kind is None else self.STOPPED_SECONDS
+                )
             except subprocess.TimeoutExpired:
                 print("warning: experiment tracking did not finish; stopped it", file=sys.stderr)
                 self.process.kill()
@@ -144,6 +153,7 @@ def start_run(mlflow, event):
     store = sqlite_folder(event["uri"])
     if store:
         commit_without_waiting_for_the_disk()
+        usable_local_store(Path(event["uri"][len(SQLITE_PREFIX) :]))
     mlflow.set_tracking_uri(event["uri"])
     name = event["experiment"]
     experiment = mlflow.get_experiment_by_name(name)
@@ -166,11 +176,51 @@ def start_run(mlflow, event):
     print(f"tracking: MLflow run {run.info.run_id} in experiment {name} at {event['uri']}")
 
 
+def usable_local_store(path):
+    """Make sure the SQLite store at `path` opens: create a new one whole, set a broken one aside.
+
+    A store is created under a temporary name and linked into place only once all of MLflow's
+    schema migrations ran, so a run killed meanwhile never leaves a half-migrated store. A store
+    that does not open (e.g. migrated halfway by an older run) is renamed, never deleted.
+    """
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    artifacts = (path.parent / "mlartifacts").as_uri()
+    if path.is_file():
+        uri = f"{SQLITE_PREFIX}{path}"
+        try:
+            SqlAlchemyStore(uri, artifacts).engine.dispose()
+            return
+        except Exception as error:
+            # MLflow keeps one engine per URI; drop its connections to the file set aside.
+            engines = getattr(SqlAlchemyStore, "_engine_map", {})
+            if uri in engines:
+                engines.pop(uri).dispose()
+            kept = path.with_name(f"{path.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}")
+            os.replace(path, kept)
+            reason = " ".join(str(error).split())[:160]
+            print(
+                f"tracking: the store {path} does not open ({reason}); moved it to {kept.name} "
+                "and started a new one",
+                file=sys.stderr,
+            )
+    partial = path.with_name(f"{path.name}.partial-{os.getpid()}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        SqlAlchemyStore(f"{SQLITE_PREFIX}{partial}", artifacts).engine.dispose()
+        os.link(partial, path)  # fails if another run created the store meanwhile: keep that one
+    except FileExistsError:
+        pass
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def commit_without_waiting_for_the_disk():
     """SQLite in write-ahead-log mode, syncing at checkpoints only (safe from corruption).
 
     A new store runs dozens of schema migrations, each a commit: waiting for the disk at every
-    one of them took seconds on a busy disk.
+    one of them took seconds on a busy disk. A store being created (a .partial file, discarded
+    if anything goes wrong) keeps its journal in memory, so the finished file is self-contained.
     """
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
@@ -179,15 +229,18 @@ def commit_without_waiting_for_the_disk():
     def set_pragmas(connection, record):
         if type(connection).__module__ == "sqlite3":
             cursor = connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            (_, _, file), *_ = cursor.execute("PRAGMA database_list").fetchall()
+            creating = ".partial-" in Path(file or "").name
+            cursor.execute(f"PRAGMA journal_mode={'MEMORY' if creating else 'WAL'}")
+            cursor.execute(f"PRAGMA synchronous={'OFF' if creating else 'NORMAL'}")
             cursor.close()
 
 
 def sqlite_folder(uri):
     """The folder of a sqlite:///path store, else None."""
-    prefix = "sqlite:///"
-    return Path(uri[len(prefix) :]).resolve().parent if uri.startswith(prefix) else None
+    return (
+        Path(uri[len(SQLITE_PREFIX) :]).resolve().parent if uri.startswith(SQLITE_PREFIX) else None
+    )
 
 
 if __name__ == "__main__":

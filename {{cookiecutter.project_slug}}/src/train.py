@@ -98,11 +98,24 @@ def evaluate(model, images, labels, device, autocast, processes):
 
 
 def write_metrics(history, path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=METRICS)
-        writer.writeheader()
-        writer.writerows(history)
+    def write(rows, partial):
+        with open(partial, "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=METRICS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    checkpoint.write_atomically(path, write, history)
+
+
+class Diverged(Exception):
+    """The loss became NaN or infinite: the weights are garbage and nothing is saved."""
+
+    def __init__(self, epoch, row, config):
+        losses = f"train_loss={row['train_loss']:.4g} test_loss={row['test_loss']:.4g}"
+        super().__init__(
+            f"training diverged in epoch {epoch} ({losses}); nothing saved from it: lower --lr "
+            f"(now {config.lr:g}) or --batch-size, or raise --weight-decay"
+        )
 
 
 def open_tracker(config, processes):
@@ -172,10 +185,18 @@ def train_processes(config, processes):
         f"test_images={len(test_labels)} parameters={parameters} steps_per_epoch={steps_per_epoch}"
     )
 
-    run = {"epoch": 0, "step": 0, "order": None, "loss_sum": 0.0, "history": [], "confusion": None}
-    saved = checkpoint.load(config.checkpoint_dir) if config.resume and main else None
+    run = {"epoch": 0, "step": 0, "order": None, "losses": None, "history": [], "confusion": None}
+    saved, aside = None, None
+    if config.resume and main:
+        saved, aside = checkpoint.load_matching(config.checkpoint_dir, settings)
     saved = distributed.from_main(saved, processes)
-    if saved is not None and saved["settings"] == settings:
+    if aside is not None:
+        changed = sorted(k for k in settings if aside["settings"].get(k) != settings[k])
+        say(
+            f"set aside the checkpoint in {config.checkpoint_dir} (other {', '.join(changed)}) as "
+            f"{aside['kept_as'].name}: a run with its settings resumes from it"
+        )
+    if saved is not None:
         for name, part in parts.items():
             part.load_state_dict(saved[name])
         checkpoint.restore_rng_states(saved["rng"], shuffle)
@@ -185,9 +206,6 @@ def train_processes(config, processes):
             say(f"resuming from {config.checkpoint_dir}: {position}")
         else:
             say(f"{config.checkpoint_dir} holds this finished run; writing its results again")
-    elif saved is not None:
-        changed = sorted(k for k in settings if saved["settings"].get(k) != settings[k])
-        say(f"not resuming {config.checkpoint_dir}: other {', '.join(changed)}; starting afresh")
 
     def state():
         saved_parts = {name: part.state_dict() for name, part in parts.items()}
@@ -212,8 +230,12 @@ def train_processes(config, processes):
                 run["order"] = torch.randperm(len(train_labels), generator=shuffle)
             order = run["order"].to(train_images.device)
             model.train()
-            # A checkpoint holds the sum over all processes so far: counted once, by rank 0.
-            loss_sum = torch.tensor(run["loss_sum"] if main else 0.0, device=device)
+            # Each step's loss (times its batch size) in its own slot, summed only at the end of
+            # the epoch: an interrupted, resumed epoch adds up exactly the same numbers in the
+            # same order. A checkpoint holds the slots summed over processes: rank 0 takes them.
+            losses = torch.zeros(steps_per_epoch, device=device)
+            if run["losses"] is not None and main:
+                losses.copy_(run["losses"])
             started = last_report = time.monotonic()
             first, stopped = run["step"], False
             for step, (images, labels) in enumerate(
@@ -227,7 +249,7 @@ def train_processes(config, processes):
                 scaler.step(optimizer)
                 scaler.update()
                 scheduler.step()
-                loss_sum += loss.detach() * len(labels)
+                losses[step - 1] = loss.detach() * len(labels)
                 now = time.monotonic()
                 if config.log_interval and now - last_report >= config.log_interval:
                     rate = (step - first) * config.batch_size / (now - started)
@@ -237,8 +259,7 @@ def train_processes(config, processes):
                     )
                     last_report = now
                 if stopping(step):
-                    total = distributed.total(loss_sum, processes).item()
-                    run.update(step=step, loss_sum=total)
+                    run.update(step=step, losses=distributed.total(losses, processes).cpu())
                     stopped = True
                     break
             if stopped:
@@ -251,12 +272,14 @@ def train_processes(config, processes):
             seen = len(train_labels) * processes.world_size
             row = {
                 "epoch": epoch,
-                "train_loss": distributed.total(loss_sum, processes).item() / seen,
+                "train_loss": distributed.total(losses, processes).sum().item() / seen,
                 "test_loss": test_loss,
                 "test_accuracy": accuracy,
             }
+            if not all(math.isfinite(row[name]) for name in ("train_loss", "test_loss")):
+                raise Diverged(epoch, row, config)  # the last checkpoint stays the last good one
             run["history"].append(row)
-            run.update(epoch=epoch, step=0, order=None, loss_sum=0.0)
+            run.update(epoch=epoch, step=0, order=None, losses=None)
             if not main:
                 continue
             print(
@@ -275,9 +298,8 @@ def train_processes(config, processes):
         if not main:
             return run["history"]
 
-        config.model_dir.mkdir(parents=True, exist_ok=True)
         weights = {name: tensor.cpu().contiguous() for name, tensor in model.state_dict().items()}
-        torch.save(weights, config.model_dir / "model.pt")
+        checkpoint.write_atomically(config.model_dir / "model.pt", torch.save, weights)
         write_metrics(run["history"], config.output_data_dir / "metrics.csv")
         output = config.output_data_dir
         figures = [
@@ -296,11 +318,17 @@ def main(argv=None):
     config = parse_config(argv)
     try:
         train(config)
-    except DatasetError as error:
+    except (DatasetError, Diverged) as error:
         sys.exit(f"error: {error}")
     except checkpoint.Interrupted as stopped:
         print(stopped, file=sys.stderr)
         sys.exit(stopped.exit_code)
+    except KeyboardInterrupt:  # before training began (e.g. loading data): nothing to save
+        print("interrupted before training started; nothing written", file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)
+    except OSError as error:  # a full disk, a folder that cannot be written
+        where = f": {error.filename}" if error.filename else ""
+        sys.exit(f"error: {error.strerror or error}{where}; nothing half-written was left")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import contextlib
 import io
 import os
 import socket
+import sqlite3
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -72,6 +73,10 @@ def test_a_run_logs_params_metrics_plots_and_the_model(
         "model/model.py",
     }
     assert (tmp_path / "store" / "mlartifacts").is_dir() and not (tmp_path / "mlruns").exists()
+    assert sorted(path.name for path in (tmp_path / "store").glob("mlflow.db*")) in (
+        ["mlflow.db"],
+        ["mlflow.db", "mlflow.db-shm", "mlflow.db-wal"],
+    )  # the store was created whole: no partial copy left beside it
 
 
 def test_the_default_store_is_in_the_project_and_a_job_without_a_server_does_not_track(
@@ -103,10 +108,31 @@ def test_an_unreachable_server_warns_once_and_training_finishes(
     assert capfd.readouterr().err.count("warning: experiment tracking failed") == 1
 
 
+def test_a_server_that_never_answers_costs_a_bounded_wait_and_the_model_is_saved(
+    synthetic_dataset, tmp_path, train_argv, monkeypatch, capfd
+):
+    with socket.socket() as listener:  # accepts connections, never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{listener.getsockname()[1]}")
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3600")
+        monkeypatch.setattr(tracking.Tracker, "FINISH_SECONDS", 1)
+        argv = train_argv(synthetic_dataset, tmp_path, "--epochs", "1", "--tracking", "true")
+
+        history = train.train(train.parse_config(argv))
+
+    assert [row["epoch"] for row in history] == [1]
+    assert (tmp_path / "model" / "model.pt").is_file()
+    assert "warning: experiment tracking did not finish; stopped it" in capfd.readouterr().err
+
+
 def test_a_resumed_run_continues_the_same_mlflow_run(
     local_store, synthetic_dataset, tmp_path, train_argv, stop_training_at, monkeypatch
 ):
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "resumed-runs")
+    # What is tested is the run's continuation, not the wait's bound: wait for the tracking
+    # process however slow this machine is (a job's bound is tested below).
+    monkeypatch.setattr(tracking.Tracker, "STOPPED_SECONDS", None)
     config = train.parse_config(
         train_argv(synthetic_dataset, tmp_path, "--epochs", "2", "--tracking", "true")
     )
@@ -122,3 +148,28 @@ def test_a_resumed_run_continues_the_same_mlflow_run(
     assert run.info.run_id == stopped.info.run_id and run.info.status == "FINISHED"
     logged = client.get_metric_history(run.info.run_id, "test_accuracy")
     assert [m.step for m in logged] == [1, 2]
+
+
+def test_a_store_left_half_migrated_is_set_aside_with_one_line_and_tracking_goes_on(
+    local_store, synthetic_dataset, tmp_path, train_argv, capfd
+):
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    store = tmp_path / "store" / "mlflow.db"
+    SqlAlchemyStore(local_store, (tmp_path / "store").as_uri()).engine.dispose()
+    with sqlite3.connect(store) as connection:  # as a run killed between two migrations leaves it
+        connection.execute("UPDATE alembic_version SET version_num = '451aebb31d03'")
+    argv = train_argv(synthetic_dataset, tmp_path, "--epochs", "1", "--tracking", "true")
+
+    train.train(train.parse_config(argv))
+
+    err = capfd.readouterr().err
+    (kept,) = (tmp_path / "store").glob("mlflow.db.broken-*")
+    assert f"tracking: the store {store} does not open" in err and kept.name in err
+    assert "warning: experiment tracking failed" not in err
+    _, run = only_run(local_store, tracking.EXPERIMENT_NAME)
+    assert run.info.status == "FINISHED"
+    with sqlite3.connect(kept) as connection:  # the old store is kept as it was
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchone() == (
+            "451aebb31d03",
+        )

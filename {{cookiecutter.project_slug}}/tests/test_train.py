@@ -89,6 +89,14 @@ def test_booleans_accept_what_sagemaker_passes(text, expected):
         ["--epochs", "0"],
         ["--epochs", "two"],
         ["--lr", "-0.1"],
+        ["--lr", "inf"],
+        ["--lr", "nan"],
+        ["--weight-decay", "-1"],
+        ["--weight-decay", "nan"],
+        ["--width", "100000"],
+        ["--log-interval", "-1"],
+        ["--seed", "-1"],
+        ["--train-size", "1e3"],
         ["--learning-rate", "0.1"],
         ["--epoch", "3"],  # no abbreviations: a config key must be the option's full name
     ],
@@ -276,14 +284,23 @@ def test_interrupted_then_resumed_run_ends_bit_for_bit_like_an_uninterrupted_one
     assert metrics == (finished_run.dir / "output" / "metrics.csv").read_text()
 
 
-def test_checkpoint_with_other_hyperparameters_is_not_resumed(
-    synthetic_dataset, tmp_path, train_argv
+def test_checkpoint_of_other_hyperparameters_is_set_aside_and_its_own_command_still_resumes(
+    synthetic_dataset, tmp_path, train_argv, stop_training_at
 ):
-    argv = train_argv(synthetic_dataset, tmp_path, "--epochs", "1", "--train-size", "500")
-    train_quietly(train.parse_config(argv))
+    argv = train_argv(synthetic_dataset, tmp_path, "--epochs", "2", "--train-size", "500")
+    stop_training_at(2, 1)
+    with pytest.raises(checkpoint.Interrupted):
+        train_quietly(train.parse_config(argv))
+
     history, lines = train_quietly(train.parse_config([*argv, "--lr", "0.02"]))
-    assert any(line.startswith("not resuming") and "lr" in line for line in lines)
-    assert [row["epoch"] for row in history] == [1]
+    assert any(line.startswith("set aside") and "(other lr)" in line for line in lines)
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert len(list((tmp_path / "checkpoints").glob("checkpoint-*.pt"))) == 1
+
+    history, lines = train_quietly(train.parse_config(argv))
+    assert any(line.startswith("resuming from") and "epoch 2, step 2" in line for line in lines)
+    assert not any(line.startswith("epoch=1 ") for line in lines)  # epoch 1 was not trained again
+    assert [row["epoch"] for row in history] == [1, 2]
 
 
 def test_rerunning_a_finished_run_writes_its_results_again_without_training(

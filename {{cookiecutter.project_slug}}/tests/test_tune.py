@@ -100,7 +100,7 @@ def test_the_shipped_tuning_config_is_valid(aws_call_recorder, tmp_path):
         (("min: 0.001, max: 0.1", "min: 0.1, max: 0.001"), "min (0.1) must be below max"),
         (("min: 0.001, max: 0.1,", "min: 0, max: 0.1,"), "Logarithmic scaling needs min above 0"),
         (("type: integer, min: 8", "type: continuous, min: 8"), "use type: integer"),
-        (("type: integer, min: 8", "type: integer, min: 0"), "argument --width: must be at least"),
+        (("type: integer, min: 8", "type: integer, min: 0"), "argument --width: must be from 1 to"),
         (("values: [64, 128]", "values: [64, big]"), "argument --batch-size: invalid"),
         (("type: integer, min: 8", "type: integers, min: 8"), "type: continuous, integer or"),
         (("strategy: Random", "strategy: Randomly"), "did you mean 'Random'?"),
