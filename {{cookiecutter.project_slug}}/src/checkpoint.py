@@ -11,35 +11,40 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import signal
 import threading
 
 import torch
 
 FILE_NAME = "checkpoint.pt"
+LOW_DISK_BYTES = 16 * 1024 * 1024
 
 
 def write_atomically(path, write, content):
     """write(content, partial_path), then rename over `path`: a reader (or an S3 sync) sees the
-    old file or the new one, never half of one; a failure (a full disk) leaves no partial file."""
+    old file or the new one, never half of one; a failure (a full disk) leaves no partial file
+    and raises OSError naming `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f"{path.name}.partial")
     try:
         write(content, partial)
         os.replace(partial, path)
-    except BaseException:
+    except BaseException as error:
         partial.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise OSError(error.errno, error.strerror or str(error), str(path)) from None
         raise
 
 
 def save_tensors(state, path):
-    """torch.save that reports a full disk as OSError, as every other file write does."""
+    """torch.save, with a failed write (a full disk) reported as the OSError it is."""
     try:
         torch.save(state, path)
-    except RuntimeError as error:  # torch's C++ writer wraps the OS error
-        if "write" not in str(error).lower():
-            raise
-        raise OSError(errno.EIO, f"could not write ({' '.join(str(error).split())})", str(path))
+    except RuntimeError as error:  # torch's writer reports a short write as "unexpected pos"
+        if shutil.disk_usage(path.parent).free >= LOW_DISK_BYTES:
+            raise OSError(errno.EIO, f"torch.save failed ({' '.join(str(error).split())})")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from None
 
 
 def save(folder, state):

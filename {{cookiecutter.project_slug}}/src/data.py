@@ -10,6 +10,7 @@ import gzip
 import os
 import shutil
 import tempfile
+import zlib
 from pathlib import Path
 
 import torch
@@ -46,8 +47,13 @@ def uncompressed_root(data_dir, scratch):
     scratch_raw.mkdir(parents=True)
     for name in RAW_FILES:
         if name in missing:
-            with gzip.open(raw / f"{name}.gz") as source, open(scratch_raw / name, "wb") as target:
-                shutil.copyfileobj(source, target)
+            try:
+                with gzip.open(raw / f"{name}.gz") as source, open(scratch_raw / name, "wb") as out:
+                    shutil.copyfileobj(source, out)
+            except (OSError, EOFError, zlib.error) as error:  # truncated or not gzip at all
+                raise DatasetError(
+                    f"{raw / name}.gz is not a readable gzip file ({error}); {what_to_do()}"
+                ) from None
         else:
             (scratch_raw / name).symlink_to((raw / name).resolve())
     return Path(scratch)

@@ -299,7 +299,7 @@ def train_processes(config, processes):
             return run["history"]
 
         weights = {name: tensor.cpu().contiguous() for name, tensor in model.state_dict().items()}
-        checkpoint.write_atomically(config.model_dir / "model.pt", torch.save, weights)
+        checkpoint.write_atomically(config.model_dir / "model.pt", checkpoint.save_tensors, weights)
         write_metrics(run["history"], config.output_data_dir / "metrics.csv")
         output = config.output_data_dir
         figures = [
@@ -327,7 +327,7 @@ def main(argv=None):
         print("interrupted before training started; nothing written", file=sys.stderr)
         sys.exit(128 + signal.SIGINT)
     except OSError as error:  # a full disk, a folder that cannot be written
-        where = f": {error.filename}" if error.filename else ""
+        where = f" writing {error.filename}" if error.filename else ""
         sys.exit(f"error: {error.strerror or error}{where}; nothing half-written was left")
 
 

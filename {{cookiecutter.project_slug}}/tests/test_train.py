@@ -154,6 +154,14 @@ def damage(raw, how):
         prepare_dataset.write_idx(raw / "t10k-labels-idx1-ubyte", np.full(500, 12, np.uint8))
     elif how == "a file missing":
         (raw / "t10k-images-idx3-ubyte").unlink()
+    elif how == "truncated gzip":
+        path = raw / "train-images-idx3-ubyte"
+        compressed = gzip.compress(path.read_bytes())
+        path.unlink()
+        path.with_name(f"{path.name}.gz").write_bytes(compressed[: len(compressed) // 2])
+    elif how == "gzip name, other content":
+        path = raw / "t10k-labels-idx1-ubyte"
+        path.rename(path.with_name(f"{path.name}.gz"))
 
 
 @pytest.mark.parametrize(
@@ -164,6 +172,8 @@ def damage(raw, how):
         "fewer labels than images",
         "labels beyond 9",
         "a file missing",
+        "truncated gzip",
+        "gzip name, other content",
     ],
 )
 def test_malformed_dataset_is_reported_in_one_actionable_line(synthetic_dataset, tmp_path, how):
@@ -385,3 +395,82 @@ def test_cli_exits_1_with_one_line_on_stderr_when_the_data_is_missing(tmp_path, 
     )
     assert done.returncode == 1
     assert len(done.stderr.strip().splitlines()) == 1 and "prepare_dataset.py" in done.stderr
+
+
+def run_train_script(argv, prefix=(), **popen):
+    return subprocess.run(
+        [*prefix, sys.executable, str(TRAIN_SCRIPT), *map(str, argv)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        **popen,
+    )
+
+
+def test_a_diverging_run_exits_1_with_one_line_and_saves_nothing_from_it(
+    synthetic_dataset, tmp_path, train_argv
+):
+    argv = train_argv(synthetic_dataset, tmp_path, "--epochs", "2", "--train-size", "500")
+
+    done = run_train_script([*argv, "--lr", "1e6"])
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert re.fullmatch(r"error: training diverged in epoch (\d) \(train_loss=\S+ .*", line), line
+    assert "lower --lr (now 1e+06)" in line
+    diverged = int(re.match(r"error: training diverged in epoch (\d)", line)[1])
+    assert not (tmp_path / "model").exists()  # no model.pt: a job would end Failed
+    # What is saved stops before the diverged epoch: its metrics are all finite numbers.
+    rows = list(csv.DictReader(open(tmp_path / "output" / "metrics.csv"))) if diverged > 1 else []
+    assert [int(row["epoch"]) for row in rows] == list(range(1, diverged))
+    assert all(float(value) == float(value) for row in rows for value in row.values())
+
+
+def tmpfs_prefix(folder, size):
+    """A command prefix that runs the rest with a `size` tmpfs mounted on `folder` (a full disk),
+    in a mount namespace of its own; skips the test where that is not allowed."""
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    if shutil.which("unshare") is None or probe.returncode != 0:
+        pytest.skip("needs unshare -m (root or user namespaces) to fill a disk safely")
+    mount = f'mount -t tmpfs -o size={size} tmpfs "$0" && exec "$@"'
+    return ["unshare", "-m", "sh", "-c", mount, str(folder)]
+
+
+def test_a_full_disk_fails_in_one_line_and_keeps_the_previous_model(
+    synthetic_dataset, tmp_path, train_argv
+):
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    argv = train_argv(synthetic_dataset, tmp_path, "--epochs", "1", "--train-size", "500")
+    # The previous model lives on the small disk too: 60 KiB of its 100 leave no room for another.
+    prefix = tmpfs_prefix(model_dir, "100k")
+    keep = ["sh", "-c", 'head -c 61440 /dev/urandom > "$0/model.pt" && exec "$@"', str(model_dir)]
+
+    done = run_train_script(argv, prefix=[*prefix, *keep])
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line == (
+        f"error: No space left on device writing {model_dir / 'model.pt'}; "
+        "nothing half-written was left"
+    )
+    assert (tmp_path / "checkpoints" / "checkpoint.pt").is_file()  # rerunning resumes
+
+
+def test_ctrl_c_while_loading_data_exits_130_with_one_line_and_writes_nothing(
+    synthetic_dataset, tmp_path, train_argv, monkeypatch, capsys
+):
+    real_load = train.load_mnist
+
+    def load_then_ctrl_c(*args, **kwargs):
+        loaded = real_load(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)  # the real signal, as from the terminal
+        return loaded
+
+    monkeypatch.setattr(train, "load_mnist", load_then_ctrl_c)
+    with pytest.raises(SystemExit) as exit:
+        train.main(train_argv(synthetic_dataset, tmp_path, "--epochs", "1"))
+
+    assert exit.value.code == 130
+    assert capsys.readouterr().err == "interrupted before training started; nothing written\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == []
