@@ -20,17 +20,23 @@ TEMPLATE_SPEC = json.loads(r"""{{ _cookiecutter | default({}) | tojson }}""")
 # characters: 32 leaves room for a 14-character config name such as "exp001".
 EXPERIMENT_NAME_MAX = 32
 
+# Free text: one line, and no template syntax left in it (cookiecutter has already rendered the
+# value as a template; what remains would run when cruft renders the project again).
+TEMPLATE_SYNTAX = r"(?!.*(\{[%#{]|[}%#]\}))"
+FREE_TEXT = TEMPLATE_SYNTAX + r"[^\x00-\x1f\x7f]"
+NO_TEMPLATE = "no template syntax: brace-brace, brace-percent, brace-hash"
+
 RULES = {
     "project_name": (
-        r"[^\x00-\x1f\x7f]{1,200}",
-        "non-empty single-line text (at most 200 characters)",
+        FREE_TEXT + "{1,200}",
+        f"non-empty single-line text (at most 200 characters; {NO_TEMPLATE})",
     ),
     "project_slug": (
         r"[a-z][a-z0-9_-]{0,63}",
         "a lowercase folder name: a letter, then letters, digits, - or _ (at most 64 characters)",
     ),
-    "author_name": (r"[^\x00-\x1f\x7f]*", "single-line text"),
-    "description": (r"[^\x00-\x1f\x7f]*", "single-line text"),
+    "author_name": (FREE_TEXT + "*", f"single-line text ({NO_TEMPLATE})"),
+    "description": (FREE_TEXT + "*", f"single-line text ({NO_TEMPLATE})"),
     "aws_account_id": (r"\d{12}", "exactly 12 digits, e.g. 123456789012"),
     "aws_region": (
         r"[a-z]{2,4}(-[a-z]+){1,2}-\d{1,2}",
@@ -76,7 +82,9 @@ def problem(key, value, choices):
     if key in RULES:
         pattern, expected = RULES[key]
         text = json.dumps(value) if isinstance(value, bool) else value
-        if not isinstance(text, str) or not re.fullmatch(pattern, text):
+        # ASCII only: \d and \w would also take fullwidth digits or accented letters, which
+        # AWS refuses later with a less helpful message.
+        if not isinstance(text, str) or not re.fullmatch(pattern, text, re.ASCII):
             return expected
     if key in choices and value not in choices[key]:
         return "one of " + ", ".join(choices[key])

@@ -626,3 +626,39 @@ def test_own_data_snippet_writes_a_dataset_that_train_py_reads(name, default_pro
     )
     assert loaded.returncode == 0, loaded.stderr
     assert loaded.stdout.split() == ["600", "1", "28", "28", "100"]
+
+
+# --- The template README's quick start --------------------------------------------------------
+
+
+def quick_start_commands():
+    readme = (TEMPLATE_DIR / "README.md").read_text("utf-8")
+    section = readme[readme.index("## Quick start") : readme.index("\n## ", readme.index("## Quick"))]
+    block = re.search(r"```bash\n(.*?)```", section, re.DOTALL)[1]
+    return block.strip().splitlines()
+
+
+def test_quick_start_is_two_commands_and_the_second_is_what_ci_runs():
+    render_command, test_command = quick_start_commands()
+    assert render_command.endswith("python3 -m cookiecutter .")
+    ci_lines = (TEMPLATE_DIR / ".ci" / "run").read_text().strip().splitlines()
+    assert ci_lines[-1] == test_command
+
+
+def test_quick_start_render_command_works_in_a_clone(tmp_path):
+    render_command, _ = quick_start_commands()
+    clone = tmp_path / "clone"
+    done = subprocess.run(["git", "clone", "-q", str(TEMPLATE_DIR), str(clone)], capture_output=True)
+    if done.returncode != 0:  # not a git checkout (e.g. an unpacked archive): copy it
+        shutil.copytree(TEMPLATE_DIR, clone, ignore=shutil.ignore_patterns(".nox", ".git"))
+    # The command as the README gives it (cookiecutter is installed here), without prompts.
+    _, render = render_command.split(" && ")
+    words = [sys.executable if word == "python3" else word for word in shlex.split(render)]
+    output = tmp_path / "out"
+
+    done = subprocess.run(
+        [*words, "--no-input", "-o", str(output)], cwd=clone, capture_output=True, text=True
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (output / "sagemaker-mnist" / "src" / "train.py").is_file()

@@ -41,6 +41,22 @@ INVALID_INPUTS = [
     ("sagemaker_role", "arn:aws:iam::123:role/SageMaker"),
     ("sagemaker_role", "arn:aws:iam::123456789012:user/someone"),
     ("sagemaker_role", "arn:aws:s3:::bucket"),
+    # Non-ASCII digits and letters that \d and \w would take
+    ("aws_account_id", "１２３４５６７８９０１２"),
+    ("aws_account_id", "١٢٣٤٥٦٧٨٩٠١٢"),
+    ("aws_region", "us-east-١"),
+    ("aws_region", "ap-northeast-１"),
+    ("instance_type", "ml.g4dn.２xlarge"),
+    ("sagemaker_role", "Rolé"),
+    ("sagemaker_role", "ロール"),
+    ("sagemaker_role", "arn:aws:iam::１２３４５６７８９０１２:role/SageMaker"),
+    ("sagemaker_role", "arn:aws:iam::123456789012:role/Rolé"),
+    ("experiment_name", "mnïst"),
+    ("project_slug", "ｐroject"),
+    # Template syntax left in free text after cookiecutter rendered it (escaped by the user)
+    ("project_name", '{{ "{{" }} cookiecutter.x }}'),
+    ("author_name", "{% raw %}{% if x %}{% endraw %}"),
+    ("description", "{% raw %}{# note #}{% endraw %}"),
 ]
 
 
@@ -75,7 +91,15 @@ def test_invalid_choice_on_the_command_line_is_refused_before_rendering(field, v
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [*UNOFFERED_CHOICES, ("use_spot_instances", "yes"), ("aws_account_id", 123456789012)],
+    [
+        *UNOFFERED_CHOICES,
+        ("use_spot_instances", "yes"),
+        ("use_spot_instances", "maybe"),
+        ("aws_account_id", 123456789012),
+        ("aws_account_id", "１２３４５６７８９０１２"),
+        ("project_name", "{{ cookiecutter.aws_account_id }}"),  # replays are not rendered first
+        ("description", "{% if true %}x{% endif %}"),
+    ],
 )
 def test_hand_edited_replay_file_is_validated_too(field, value, tmp_path, capfd):
     with pytest.raises(FailedHookException):
@@ -116,3 +140,35 @@ def test_command_line_bad_value_exits_1_with_the_message_first(tmp_path):
         'ERROR: aws_account_id="12345" is invalid: expected exactly 12 digits, e.g. 123456789012.'
     )
     assert leftovers(tmp_path / "out") == []
+
+
+README = (TEMPLATE_DIR / "README.md").read_text("utf-8")
+TROUBLESHOOTING = README[README.index("## Troubleshooting") :]
+
+
+@pytest.mark.parametrize(
+    ("override", "explained_by"),
+    [
+        ("pytorch_version=1.0.0", "provided for choice variable"),
+        ("experiment_tracking=wandb", "provided for choice variable"),
+        ("use_spot_instances=sometimes", "could not be converted to a boolean"),
+        ("author_name={{ cookiecutter.nothing }}", "Unable to render variable"),
+    ],
+)
+def test_errors_cookiecutter_raises_before_the_hook_are_explained_in_the_troubleshooting(
+    override, explained_by, tmp_path
+):
+    result = cookiecutter_cli("--no-input", TEMPLATE_DIR, "-o", tmp_path / "out", override)
+
+    assert result.returncode != 0
+    assert explained_by in result.stdout + result.stderr  # what the user sees ...
+    assert explained_by in TROUBLESHOOTING  # ... is what the README explains
+    assert leftovers(tmp_path / "out") == []
+
+
+def test_rendered_readmes_show_booleans_as_the_user_typed_them(bake):
+    for typed in ("true", "false"):
+        project = bake(use_spot_instances=typed)
+        for readme in ("README.md", "README.ja.md"):
+            text = (project / readme).read_text("utf-8")
+            assert f"| `{typed}` |" in text and "`True`" not in text and "`False`" not in text

@@ -15,6 +15,6 @@ INSTANCE_TYPE = {{ cookiecutter.instance_type | tojson }}
 EXPERIMENT_NAME = {{ cookiecutter.experiment_name | tojson }}
 SAGEMAKER_ROLE = {{ cookiecutter.sagemaker_role | tojson }}
 PYTORCH_VERSION = {{ cookiecutter.pytorch_version | tojson }}
-USE_SPOT_INSTANCES = {{ cookiecutter.use_spot_instances | tojson | capitalize }}
+USE_SPOT_INSTANCES = {{ (cookiecutter.use_spot_instances | string | lower == 'true') }}
 CONTAINER = {{ cookiecutter.container | tojson }}
 # fmt: on
