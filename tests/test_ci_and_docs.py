@@ -633,7 +633,8 @@ def test_own_data_snippet_writes_a_dataset_that_train_py_reads(name, default_pro
 
 def quick_start_commands():
     readme = (TEMPLATE_DIR / "README.md").read_text("utf-8")
-    section = readme[readme.index("## Quick start") : readme.index("\n## ", readme.index("## Quick"))]
+    start = readme.index("## Quick start")
+    section = readme[start : readme.index("\n## ", start)]
     block = re.search(r"```bash\n(.*?)```", section, re.DOTALL)[1]
     return block.strip().splitlines()
 
@@ -648,7 +649,8 @@ def test_quick_start_is_two_commands_and_the_second_is_what_ci_runs():
 def test_quick_start_render_command_works_in_a_clone(tmp_path):
     render_command, _ = quick_start_commands()
     clone = tmp_path / "clone"
-    done = subprocess.run(["git", "clone", "-q", str(TEMPLATE_DIR), str(clone)], capture_output=True)
+    clone_command = ["git", "clone", "-q", str(TEMPLATE_DIR), str(clone)]
+    done = subprocess.run(clone_command, capture_output=True)
     if done.returncode != 0:  # not a git checkout (e.g. an unpacked archive): copy it
         shutil.copytree(TEMPLATE_DIR, clone, ignore=shutil.ignore_patterns(".nox", ".git"))
     # The command as the README gives it (cookiecutter is installed here), without prompts.
