@@ -4,6 +4,7 @@ Defaults are the values this project was generated with (scripts/defaults.py); t
 environment variable overrides the region, as it does for the AWS CLI.
 """
 
+import argparse
 import os
 import re
 from pathlib import Path, PurePosixPath
@@ -13,15 +14,37 @@ import defaults
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATASET_DIR = PROJECT_ROOT / "dataset"
 DATASET_KEY = "dataset"  # s3://<bucket>/dataset[/<prefix>] holds the training channel
+REGION_NAME = r"[a-z]{2,4}(-[a-z]+){1,2}-[0-9]{1,2}"
+BUCKET_NAME = r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"
 
 
 def default_region():
     return os.environ.get("AWS_REGION") or defaults.AWS_REGION
 
 
+def region_name(text):
+    """An argparse type: the shape of an AWS region name (e.g. us-east-1, ap-northeast-1)."""
+    if not re.fullmatch(REGION_NAME, text, re.ASCII):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an AWS region name (e.g. us-east-1, ap-northeast-1)"
+        )
+    return text
+
+
+def bucket_name(text):
+    """An argparse type: an S3 bucket name (3-63 lowercase letters, digits, dots, hyphens)."""
+    if not re.fullmatch(BUCKET_NAME, text, re.ASCII):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an S3 bucket name (3-63 lowercase letters, digits, '.' and '-', "
+            "starting and ending with a letter or digit)"
+        )
+    return text
+
+
 def add_region_option(parser):
     parser.add_argument(
         "--region",
+        type=region_name,
         default=default_region(),
         help=f"AWS region (default: $AWS_REGION, else {defaults.AWS_REGION})",
     )
@@ -39,7 +62,7 @@ def dataset_uri(bucket, prefix=""):
 
 def split_s3_uri(uri):
     """s3://bucket/key/prefix -> ("bucket", "key/prefix"); ValueError names the problem."""
-    match = re.fullmatch(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(.*))?", uri)
+    match = re.fullmatch(rf"s3://({BUCKET_NAME})(?:/(.*))?", uri, re.ASCII)
     if not match:
         raise ValueError(f"not an S3 URI: {uri!r} (expected s3://<bucket>/<prefix>)")
     return match.group(1), (match.group(2) or "").strip("/")

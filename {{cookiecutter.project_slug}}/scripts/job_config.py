@@ -14,10 +14,6 @@ from pathlib import Path
 
 import yaml
 from aws_env import PROJECT_ROOT
-from sagemaker.train.container_drivers.common.utils import (
-    hyperparameters_to_cli_args,
-    safe_serialize,
-)
 
 SOURCE_DIR = PROJECT_ROOT / "src"
 ENTRY_SCRIPT = "train.py"
@@ -176,6 +172,11 @@ def check_hyperparameters(hyperparameters, parser, source):
         raise ConfigError(f"{source}: {message}")
 
     # The container turns the hyperparameters into exactly this argv; parse it as train.py will.
+    from sagemaker.train.container_drivers.common.utils import (
+        hyperparameters_to_cli_args,
+        safe_serialize,
+    )
+
     parser.error = fail
     parser.exit_on_error = False
     argv = hyperparameters_to_cli_args({k: safe_serialize(v) for k, v in hyperparameters.items()})

@@ -9,6 +9,7 @@
 The same for SageMaker jobs (fetched from S3 and CloudWatch Logs) and --local runs.
 """
 
+import itertools
 import json
 import re
 import tarfile
@@ -21,6 +22,10 @@ import aws_env
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 TERMINAL_STATUSES = {"Completed", "Failed", "Stopped"}
 RESULTS_DIR = aws_env.PROJECT_ROOT / "result" / "model"
+EXPANSION_RATIO = 50  # model weights hardly compress; a 50x ratio is a bomb, not a model
+EXPANSION_FLOOR = 256 * 1024 * 1024
+# SageMaker says "Requested resource not found."; moto "Could not find training job ...".
+NOT_FOUND_WORDS = ("not found", "could not find")
 
 
 def job_timestamp(job_name):
@@ -30,7 +35,8 @@ def job_timestamp(job_name):
 
 
 def results_folder(out_dir, job_name, name=None):
-    """The folder of a job: reuse the one whose exp.json names it, else a new <name>."""
+    """The folder of a job: the one whose exp.json names it, else a new <name>[-<n>], created
+    here and now, so that two launches in the same second never share one."""
     out_dir = Path(out_dir)
     for exp_file in sorted(out_dir.glob("*/exp.json")):
         try:
@@ -39,31 +45,54 @@ def results_folder(out_dir, job_name, name=None):
         except (OSError, ValueError):
             continue
     name = name or job_timestamp(job_name)
-    folder, number = out_dir / name, 1
-    while folder.exists():
-        number += 1
-        folder = out_dir / f"{name}-{number}"
-    return folder
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for number in itertools.count(1):
+        folder = out_dir / (name if number == 1 else f"{name}-{number}")
+        try:
+            folder.mkdir()  # atomic: exactly one launch gets each name
+            return folder
+        except FileExistsError:
+            continue
+
+
+def expansion_limit(archive):
+    """How many bytes an archive may expand to: far more than any model or output compresses
+    from, far less than a decompression bomb asks for."""
+    return max(EXPANSION_RATIO * Path(archive).stat().st_size, EXPANSION_FLOOR)
 
 
 def extract_archive(archive, target):
     """Extract with tarfile's data filter, member by member; returns the members refused.
 
-    Nothing lands outside target: no absolute or ../ paths, no links pointing out of it.
+    Nothing lands outside target: no absolute or ../ paths, no links pointing out of it; a
+    member that cannot be written (a name too long for this disk) or that would take the
+    archive past expansion_limit is refused, and the others are still extracted.
     """
+    name = Path(archive).name
     if not hasattr(tarfile, "data_filter"):
-        return [f"{Path(archive).name}: this Python lacks tarfile's data filter; use 3.10.12+"]
+        return [f"{name}: this Python lacks tarfile's data filter; use 3.10.12+"]
     target.mkdir(parents=True, exist_ok=True)
-    refused = []
+    refused, budget = [], expansion_limit(archive)
     try:
         with tarfile.open(archive) as tar:
             for member in tar:
+                if member.size > budget:
+                    refused.append(
+                        f"refused {member.name!r} in {name}: {member.size:,} bytes would expand "
+                        f"the {Path(archive).stat().st_size:,}-byte archive past "
+                        f"{expansion_limit(archive):,} bytes"
+                    )
+                    continue
                 try:
                     tar.extract(member, target, filter="data")
+                    budget -= member.size
                 except tarfile.FilterError as error:
-                    refused.append(f"refused {member.name!r} in {Path(archive).name}: {error}")
-    except tarfile.TarError as error:
-        refused.append(f"cannot read {Path(archive).name}: {error}")
+                    refused.append(f"refused {member.name!r} in {name}: {error}")
+                except OSError as error:
+                    shown = member.name if len(member.name) <= 80 else f"{member.name[:77]}..."
+                    refused.append(f"refused {shown!r} in {name}: {error.strerror or error}")
+    except (tarfile.TarError, EOFError, OSError) as error:
+        refused.append(f"cannot read {name}: {error}")
     return refused
 
 
@@ -192,6 +221,19 @@ def save_results(folder, summary, archives, log_events):
     summary = {**summary, "results_dir": str(folder), "problems": problems}
     (folder / "exp.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return problems
+
+
+def is_not_found(error):
+    """A SageMaker or S3 answer saying the job or object does not exist."""
+    from botocore.exceptions import ClientError
+
+    if not isinstance(error, ClientError):
+        return False
+    details = error.response.get("Error", {})
+    return details.get("Code") in {"404", "NoSuchKey", "NotFound", "ResourceNotFound"} or (
+        details.get("Code") == "ValidationException"
+        and any(words in str(details.get("Message", "")).lower() for words in NOT_FOUND_WORDS)
+    )
 
 
 def download_if_present(s3, uri, target):

@@ -432,10 +432,27 @@ def launch(args, configs):
 
 
 def attach(args):
-    """--fetch: jobs launched earlier, found by name."""
+    """--fetch: jobs launched earlier, found by name; an unknown name is reported once."""
     session = aws_env.boto_session(args.region)
-    launched = [(None, name, job_results.results_folder(args.out_dir, name)) for name in args.fetch]
-    return follow(args, session, launched, [])
+    sagemaker = session.client("sagemaker")
+    launched, missing = [], []
+    for name in args.fetch:
+        try:
+            sagemaker.describe_training_job(TrainingJobName=name)
+        except Exception as error:
+            missing.append(name)
+            message = aws_env.describe_error(error)
+            if job_results.is_not_found(error):
+                message = (
+                    f"no training job {name} in {args.region}; list yours with: "
+                    f"aws sagemaker list-training-jobs --region {args.region}"
+                )
+            print(f"run_job.py: error: {message}", file=sys.stderr)
+            continue
+        launched.append((None, name, job_results.results_folder(args.out_dir, name)))
+    if not launched:
+        return EXIT_FAILED
+    return follow(args, session, launched, []) or (EXIT_FAILED if missing else 0)
 
 
 def follow(args, session, launched, outcomes):

@@ -10,15 +10,18 @@ ETag, which for an upload made by this script is predictable from the file (MD5 
 
 import argparse
 import hashlib
+import os
 import sys
 import threading
 from pathlib import Path
 
 import aws_env
+import job_config
 
 MiB = 1024 * 1024
 # One part size for uploading and for predicting the ETag, so unchanged files are recognised.
 PART_SIZE = 8 * MiB
+MAX_WORKERS = 64
 
 
 def parse_args(argv=None):
@@ -34,25 +37,41 @@ def parse_args(argv=None):
     )
     aws_env.add_region_option(parser)
     parser.add_argument(
-        "--bucket", help="S3 bucket (default: SageMaker's own, sagemaker-<region>-<account>)"
+        "--bucket",
+        type=aws_env.bucket_name,
+        help="S3 bucket (default: SageMaker's own, sagemaker-<region>-<account>)",
     )
     parser.add_argument(
         "--prefix", default="", help="sub-folder under dataset/ (default: none), e.g. v2"
     )
     parser.add_argument(
-        "--workers", type=int, default=10, help="parallel transfers (default: %(default)s)"
+        "--workers",
+        type=job_config.train_options().whole_number(1, MAX_WORKERS),
+        default=10,
+        help=f"parallel transfers, 1 to {MAX_WORKERS} (default: %(default)s)",
     )
     return parser.parse_args(argv)
 
 
 def local_files(folder):
-    """Relative POSIX path -> file, leaving out hidden files such as .gitkeep and .DS_Store."""
-    return {
-        path.relative_to(folder).as_posix(): path
-        for path in sorted(folder.rglob("*"))
-        if path.is_file()
-        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
-    }
+    """(relative POSIX path -> file, [what was left out and why]).
+
+    Only regular files inside the folder are sent: never what a link points at (it may lie
+    outside), nor hidden files such as .DS_Store (the project's own .gitkeep goes unmentioned).
+    """
+    files, skipped = {}, []
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder).as_posix()
+        if any(part.startswith(".") for part in path.relative_to(folder).parts):
+            if path.name != ".gitkeep" and not path.is_dir():
+                skipped.append(f"{relative} (hidden)")
+        elif path.is_symlink():
+            skipped.append(f"{relative} (a link, to {os.readlink(path)})")
+        elif path.is_file():
+            files[relative] = path
+        elif not path.is_dir():
+            skipped.append(f"{relative} (not a regular file)")
+    return files, skipped
 
 
 def predicted_etag(path, threshold=PART_SIZE, part_size=PART_SIZE):
@@ -77,6 +96,18 @@ def remote_objects(s3, bucket, prefix):
         for item in page.get("Contents", []):
             objects[item["Key"]] = (item["Size"], item["ETag"].strip('"'))
     return objects
+
+
+def abort_unfinished_uploads(s3, bucket, prefix):
+    """Abort multipart uploads an interrupted run left under the prefix: S3 keeps (and bills)
+    their parts until then, and a rerun sends those files again whole."""
+    pages = s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=prefix + "/")
+    unfinished = [upload for page in pages for upload in page.get("Uploads", [])]
+    for upload in unfinished:
+        s3.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+    if unfinished:
+        print(f"Aborted {len(unfinished)} unfinished multipart upload(s) of an earlier run")
+    return len(unfinished)
 
 
 def ensure_bucket(s3, bucket, region, create):
@@ -128,7 +159,8 @@ def upload(s3, folder, bucket, prefix, workers=10):
     """
     from boto3.s3.transfer import ProgressCallbackInvoker, TransferConfig, create_transfer_manager
 
-    files = local_files(folder)
+    files, _ = local_files(folder)
+    abort_unfinished_uploads(s3, bucket, prefix)
     existing = remote_objects(s3, bucket, prefix)
     to_send = {
         f"{prefix}/{name}": path
@@ -166,7 +198,13 @@ def upload(s3, folder, bucket, prefix, workers=10):
 def main(argv=None):
     args = parse_args(argv)
     folder = args.upload_dir.resolve()
-    if not folder.is_dir() or not local_files(folder):
+    files, skipped = local_files(folder) if folder.is_dir() else ({}, [])
+    if skipped:
+        shown = ", ".join(skipped[:5]) + (
+            f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        )
+        print(f"Skipped {len(skipped)}: {shown}; only regular files inside {folder} are sent")
+    if not files:
         raise SystemExit(
             f"upload_dataset.py: error: {folder} has no files; "
             "run `python scripts/prepare_dataset.py synthetic` (or `mnist`) first"
@@ -185,6 +223,10 @@ def main(argv=None):
         print(f"Syncing {folder} -> {uri}")
         sent, sent_bytes, skipped = upload(s3, folder, bucket, prefix, args.workers)
     except KeyboardInterrupt:
+        try:  # the transfer manager cancelled its transfers; leave no parts behind in S3
+            abort_unfinished_uploads(s3, bucket, prefix)
+        except Exception:
+            pass  # the next run aborts them
         raise SystemExit("\nupload_dataset.py: interrupted; rerun to send the rest") from None
     except RuntimeError as error:
         raise SystemExit(f"upload_dataset.py: error: {error}") from None

@@ -43,7 +43,8 @@ def save_tensors(state, path):
         torch.save(state, path)
     except RuntimeError as error:  # torch's writer reports a short write as "unexpected pos"
         if shutil.disk_usage(path.parent).free >= LOW_DISK_BYTES:
-            raise OSError(errno.EIO, f"torch.save failed ({' '.join(str(error).split())})")
+            reason = " ".join(str(error).split())
+            raise OSError(errno.EIO, f"torch.save failed ({reason})") from error
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from None
 
 

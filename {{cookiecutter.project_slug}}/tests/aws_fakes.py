@@ -150,7 +150,10 @@ def upload_folder(s3, folder, uri):
             s3.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(folder).as_posix()}")
 
 
-HOSTILE_MEMBERS = ["../escaped.txt", "passwd-link", "model.pt", "../../deeper-escape.txt"]
+# A name longer than any file system allows (255 bytes) cannot be written, wherever it points.
+LONG_NAME = "n" * 300
+HOSTILE_MEMBERS = ["../escaped.txt", "passwd-link", LONG_NAME, "model.pt"]
+HOSTILE_MEMBERS += ["../../deeper-escape.txt"]
 
 
 def hostile_archive():

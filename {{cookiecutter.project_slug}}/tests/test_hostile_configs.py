@@ -5,13 +5,12 @@ The scripts run in this process (their main(argv)), so the many cases cost no in
 """
 
 import pytest
-
 import run_job
 import tune
 
 ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{name}: &{name} [*{previous}, *{previous}, *{previous}, *{previous}, *{previous}]\n"
-    for previous, name in zip("abcdefgh", "bcdefghi")
+    for previous, name in zip("abcdefgh", "bcdefghi", strict=True)
 )
 TUNING = """\
 strategy: Random

@@ -3,12 +3,15 @@
 Every job runs the real src/train.py on a tiny synthetic dataset for one epoch.
 """
 
+import concurrent.futures
+import io
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -17,7 +20,7 @@ import defaults
 import job_config
 import job_results
 import pytest
-from aws_fakes import PROJECT_ROOT, REGION, run_script, upload_folder
+from aws_fakes import LONG_NAME, PROJECT_ROOT, REGION, run_script, upload_folder
 
 RUN_JOB = PROJECT_ROOT / "scripts" / "run_job.py"
 BUCKET = aws_env.default_bucket(REGION)
@@ -161,6 +164,7 @@ def test_hostile_model_archive_writes_nothing_outside_its_folder(
         assert f"refused {name!r} in model.tar.gz" in refused
     assert sorted(path.name for path in tmp_path.rglob("*escape*")) == []
     assert not (folder / "model" / "passwd-link").exists()
+    assert f"refused '{LONG_NAME[:77]}...' in model.tar.gz: File name too long" in refused
     assert (folder / "model" / "model.pt").read_bytes() == b"owned"  # the rest is extracted
     assert "epoch=1" in (folder / "logs.txt").read_text()
 
@@ -542,3 +546,46 @@ def test_readme_walkthrough_runs_end_to_end_and_local_gives_what_sagemaker_gives
 
     assert content(cloud) == content(local)
     assert {"exp.json", "logs.txt", "model/model.pt", "output/metrics.csv"} <= set(content(cloud))
+
+
+def test_fetch_of_a_job_that_does_not_exist_says_so_once_and_makes_no_folder(aws, tmp_path):
+    out = tmp_path / "results"
+    missing = "no-such-job-20260101000000"
+
+    done = run_job("--fetch", missing, "--out-dir", out, env=environment(), cwd=tmp_path)
+
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"run_job.py: error: no training job no-such-job-20260101000000 in {REGION}; list yours "
+        f"with: aws sagemaker list-training-jobs --region {REGION}"
+    ]
+    assert "Fetch again" not in done.stdout and not out.exists()
+
+
+def test_launches_in_the_same_second_each_get_a_folder_of_their_own(tmp_path):
+    names = [f"mnist-exp{n:03}-20260101000000" for n in range(8)]
+    with concurrent.futures.ThreadPoolExecutor(len(names)) as pool:
+        folders = list(pool.map(lambda name: job_results.results_folder(tmp_path, name), names))
+
+    assert len(set(folders)) == len(names) and all(folder.is_dir() for folder in folders)
+    assert sorted(folder.name for folder in folders) == ["20260101000000"] + [
+        f"20260101000000-{n}" for n in range(2, 9)
+    ]
+
+
+def test_an_archive_that_would_expand_past_its_limit_is_refused_member_by_member(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(job_results, "EXPANSION_FLOOR", 1024 * 1024)
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, size in [("model.pt", 1000), ("bomb.bin", 64 * 1024 * 1024), ("notes.txt", 10)]:
+            member = tarfile.TarInfo(name)
+            member.size = size
+            tar.addfile(member, io.BytesIO(bytes(size)))
+
+    refused = job_results.extract_archive(archive, tmp_path / "model")
+
+    assert len(refused) == 1 and refused[0].startswith("refused 'bomb.bin' in model.tar.gz: ")
+    assert "67,108,864 bytes would expand" in refused[0]
+    assert sorted(path.name for path in (tmp_path / "model").iterdir()) == ["model.pt", "notes.txt"]

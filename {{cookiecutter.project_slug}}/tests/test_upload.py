@@ -132,3 +132,69 @@ def test_predicted_etag_matches_what_s3_reports_for_single_and_multipart(aws, da
         assert (size, etag) == (path.stat().st_size, upload_dataset.predicted_etag(path))
     big = dataset / "MNIST" / "raw" / "train-images-idx3-ubyte"
     assert upload_dataset.predicted_etag(big).endswith("-2")
+
+
+def test_links_hidden_and_special_files_are_named_and_never_sent(aws, dataset, tmp_path):
+    outside = tmp_path / "outside"
+    (outside / "secrets").mkdir(parents=True)
+    (outside / "secret.txt").write_text("credentials")
+    (outside / "secrets" / "key.pem").write_text("private key")
+    raw = dataset / "MNIST" / "raw"
+    (raw / "secret.txt").symlink_to(outside / "secret.txt")
+    (raw / "secrets").symlink_to(outside / "secrets", target_is_directory=True)
+    (raw / ".DS_Store").write_bytes(b"finder")
+    os.mkfifo(raw / "pipe")
+
+    done = upload("--upload-dir", dataset, cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    keys = set(stored(aws.client("s3")))
+    assert keys == {f"dataset/MNIST/raw/{path.name}" for path in raw.glob("*-ubyte")}
+    (skipped,) = [line for line in done.stdout.splitlines() if line.startswith("Skipped")]
+    assert skipped.startswith("Skipped 4: ")
+    for shown in [
+        "MNIST/raw/.DS_Store (hidden)",
+        f"MNIST/raw/secret.txt (a link, to {outside / 'secret.txt'})",
+        f"MNIST/raw/secrets (a link, to {outside / 'secrets'})",
+        "MNIST/raw/pipe (not a regular file)",
+    ]:
+        assert shown in skipped
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--workers", "0", "argument --workers: must be from 1 to 64, got 0"),
+        ("--workers", "-3", "argument --workers: must be from 1 to 64, got -3"),
+        ("--workers", "1000", "argument --workers: must be from 1 to 64, got 1000"),
+        ("--workers", "many", "argument --workers: invalid whole number value: 'many'"),
+        ("--bucket", "My_Bucket", "argument --bucket: 'My_Bucket' is not an S3 bucket name"),
+        ("--bucket", "s3://bucket", "argument --bucket: 's3://bucket' is not an S3 bucket name"),
+        ("--bucket", "ab", "argument --bucket: 'ab' is not an S3 bucket name"),
+        ("--region", "mars-1", "argument --region: 'mars-1' is not an AWS region name"),
+        ("--region", "us-east-１", "argument --region: 'us-east-１' is not an AWS region name"),
+    ],
+)
+def test_bad_upload_options_are_refused_in_one_line_before_any_aws_call(
+    aws_call_recorder, dataset, tmp_path, option, value, message
+):
+    done = upload("--upload-dir", dataset, option, value, cwd=tmp_path)
+
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith(f"upload_dataset.py: error: {message}")
+    assert aws_call_recorder == []
+
+
+def test_a_rerun_aborts_the_multipart_uploads_an_interrupted_run_left(aws, dataset, tmp_path):
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    key = "dataset/MNIST/raw/train-images-idx3-ubyte"
+    left = s3.create_multipart_upload(Bucket=BUCKET, Key=key)["UploadId"]
+    s3.upload_part(Bucket=BUCKET, Key=key, UploadId=left, PartNumber=1, Body=b"x" * 5 * 2**20)
+
+    done = upload("--upload-dir", dataset, cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    assert "Aborted 1 unfinished multipart upload(s) of an earlier run" in done.stdout
+    assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+    assert sent(done.stdout)[0] == 4
