@@ -48,6 +48,7 @@ DEFAULT_FILES = {
     "tests/aws_fakes.py",
     "tests/conftest.py",
     "tests/test_distributed.py",
+    "tests/test_hostile_configs.py",
     "tests/test_local_job.py",
     "tests/test_prepare_dataset.py",
     "tests/test_run_job.py",
