@@ -27,6 +27,7 @@ RAW_NAMES = [
     for kind in ("images-idx3", "labels-idx1")
 ]
 CHUNK = 4096  # images generated at a time: bounds memory, and the output does not depend on it
+MAX_IMAGES = 1_000_000  # per split: 784 MB of pixels, beyond which memory and disk run out first
 
 
 def arc(cx, cy, rx, ry, start, end):
@@ -237,11 +238,17 @@ def prepare_mnist(out):
     print(f"wrote MNIST to {raw}")
 
 
-def positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def whole_number(low, high):
+    """An argparse type: a whole number from low to high."""
+
+    def parse(text):
+        value = int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high:,}, got {value}")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
 
 
 def build_parser():
@@ -259,9 +266,12 @@ def build_parser():
         parents=[common],
         help="draw a learnable MNIST look-alike (offline, a few seconds)",
     )
-    synthetic.add_argument("--train-size", type=positive_int, default=60000, help="train images")
-    synthetic.add_argument("--test-size", type=positive_int, default=10000, help="test images")
-    synthetic.add_argument("--seed", type=int, default=0, help="same seed, same images")
+    size = whole_number(1, MAX_IMAGES)
+    synthetic.add_argument("--train-size", type=size, default=60000, help="train images")
+    synthetic.add_argument("--test-size", type=size, default=10000, help="test images")
+    synthetic.add_argument(
+        "--seed", type=whole_number(0, 2**32 - 1), default=0, help="same seed, same images"
+    )
     sources.add_parser(
         "mnist", parents=[common], help="download the real MNIST with torchvision (needs network)"
     )
@@ -270,10 +280,16 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if args.source == "synthetic":
-        prepare_synthetic(args.out, args.train_size, args.test_size, args.seed)
-    else:
-        prepare_mnist(args.out)
+    try:
+        if args.source == "synthetic":
+            prepare_synthetic(args.out, args.train_size, args.test_size, args.seed)
+        else:
+            prepare_mnist(args.out)
+    except OSError as error:  # --out is a file, a folder that cannot be written, a full disk
+        where = f": {error.filename}" if error.filename else ""
+        sys.exit(f"error: {error.strerror or error}{where}; run again once that is fixed")
+    except KeyboardInterrupt:
+        sys.exit("interrupted: the dataset is incomplete; run the same command again")
 
 
 if __name__ == "__main__":

@@ -100,3 +100,35 @@ def test_mnist_download_without_network_fails_with_one_clear_line_and_keeps_the_
     assert "Connection refused" in message and "prepare_dataset.py synthetic" in message
     assert {name: (raw / name).read_bytes() for name in RAW_NAMES} == before
     assert sorted(path.name for path in tmp_path.iterdir()) == ["MNIST"]  # no scratch left
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--train-size", "0"], "argument --train-size: must be from 1 to 1,000,000, got 0"),
+        (["--test-size", "10000000000"], "argument --test-size: must be from 1 to 1,000,000"),
+        (["--seed", "-1"], "argument --seed: must be from 0 to 4,294,967,295, got -1"),
+        (["--train-size", "1e3"], "argument --train-size: invalid whole number value: '1e3'"),
+    ],
+)
+def test_bad_synthetic_options_are_refused_in_one_line_writing_nothing(
+    tmp_path, capsys, options, message
+):
+    with pytest.raises(SystemExit) as exit:
+        synthetic(tmp_path / "out", *options)
+
+    assert exit.value.code == 2
+    assert f"error: {message}" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_out_folder_that_is_a_file_fails_in_one_line_and_keeps_the_file(tmp_path):
+    occupied = tmp_path / "dataset"
+    occupied.write_text("my notes")
+
+    with pytest.raises(SystemExit) as exit:
+        synthetic(occupied, "--train-size", "10", "--test-size", "10")
+
+    message = exit.value.code
+    assert isinstance(message, str) and "\n" not in message and str(occupied) in message
+    assert occupied.read_text() == "my notes"
