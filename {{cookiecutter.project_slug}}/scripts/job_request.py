@@ -17,6 +17,7 @@ import defaults
 from job_config import ENTRY_SCRIPT, METRIC_DEFINITIONS, SOURCE_DIR
 
 TRAINING_CHANNEL = "training"  # train.py reads it from SM_CHANNEL_TRAINING
+CONTAINER_ENTRY = "container_entry.py"  # in src/: the container's PID 1
 # Left out of the source upload: caches and local clutter.
 IGNORE_PATTERNS = [".env", ".git", "__pycache__", "*.pyc", ".DS_Store", ".ipynb_checkpoints"]
 
@@ -196,6 +197,17 @@ def training_channel(spec):
     )
 
 
+def relay_stops(algorithm):
+    """Run the SDK's container command under src/container_entry.py, which as PID 1 passes
+    SageMaker's SIGTERM (a stop, a spot reclaim) on to train.py; see that file for why."""
+    from sagemaker.core.training.constants import SM_CODE_CONTAINER_PATH
+
+    command = [*algorithm["ContainerEntrypoint"], *algorithm.get("ContainerArguments", [])]
+    entry = f"{SM_CODE_CONTAINER_PATH}/{CONTAINER_ENTRY}"
+    algorithm["ContainerEntrypoint"] = ["python3", entry, "--entry-script", ENTRY_SCRIPT, "--"]
+    algorithm["ContainerArguments"] = command
+
+
 def build_request(spec, config, base_job_name, session):
     """The CreateTrainingJob request (boto3's shape) for one config."""
     from sagemaker.core.training.configs import MetricDefinition
@@ -214,6 +226,7 @@ def build_request(spec, config, base_job_name, session):
     request = trainer._create_training_job_args(
         input_data_config=[training_channel(spec)], boto3=True
     )
+    relay_stops(request["AlgorithmSpecification"])
     #% if cookiecutter.experiment_tracking == "mlflow"
     if "MLFLOW_TRACKING_URI" in request.get("Environment", {}):
         request["Environment"]["MLFLOW_RUN_NAME"] = request["TrainingJobName"]

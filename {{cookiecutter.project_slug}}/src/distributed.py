@@ -73,11 +73,12 @@ def total(tensor, processes):
     return tensor
 
 
-def anyone(flag, processes, device):
-    """True when the flag is set in any process (every process must call it, at the same step)."""
+def any_set(flags, processes, device):
+    """For each flag, whether any process set it (every process must call it, at the same step)."""
     if not processes.active:
-        return bool(flag)
-    return bool(total(torch.tensor(int(bool(flag)), device=device), processes).item())
+        return [bool(flag) for flag in flags]
+    counts = total(torch.tensor([int(bool(flag)) for flag in flags], device=device), processes)
+    return [bool(count) for count in counts.tolist()]
 
 
 def from_main(value, processes):

@@ -147,6 +147,13 @@ def build_parser():
         help="continue from a checkpoint of the same hyperparameters (default: true)",
     )
     running.add_argument(
+        "--checkpoint-interval",
+        type=non_negative_float,
+        default=300.0,
+        help="seconds between checkpoints within an epoch, which bound what a kill without "
+        "warning loses (0: at epoch ends and stops only; default: 300)",
+    )
+    running.add_argument(
         "--log-interval",
         type=non_negative_float,
         default=10.0,

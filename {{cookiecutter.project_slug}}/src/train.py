@@ -216,15 +216,26 @@ def train_processes(config, processes):
             **saved_parts,
         }
 
-    def stopping(step=0):
-        """A signal asked to stop: every process learns it at the same step (they step together)."""
-        due = not processes.active or step % STOP_CHECK_STEPS == 0
-        return due and distributed.anyone(stop.received, processes, device)
+    last_save = [time.monotonic()]
+
+    def between_steps(step=0):
+        """(stop, save): a signal asks to stop; a time-based checkpoint is due (rank 0's clock).
+        Every process learns both at the same step, as they step together."""
+        if processes.active and step % STOP_CHECK_STEPS:
+            return False, False
+        interval = config.checkpoint_interval
+        due = main and interval > 0 and time.monotonic() - last_save[0] >= interval
+        return distributed.any_set([stop.received, due], processes, device)
+
+    def save_checkpoint():
+        if main:
+            checkpoint.save(config.checkpoint_dir, state())
+        last_save[0] = time.monotonic()
 
     with checkpoint.StopSignals() as stop, open_tracker(config, processes) as tracker:
         if tracker:
             run["tracking_run_key"] = tracker.start(run.get("tracking_run_key"))
-        while run["epoch"] < config.epochs and not stopping():
+        while run["epoch"] < config.epochs and not between_steps()[0]:
             epoch = run["epoch"] + 1
             if run["order"] is None:
                 run["order"] = torch.randperm(len(train_labels), generator=shuffle)
@@ -258,10 +269,15 @@ def train_processes(config, processes):
                         f"loss {loss.item():.4f}, {rate:.0f} images/s"
                     )
                     last_report = now
-                if stopping(step):
-                    run.update(step=step, losses=distributed.total(losses, processes).cpu())
-                    stopped = True
+                stopped, due = between_steps(step)
+                if stopped or due:  # a checkpoint here, mid-epoch: the loss slots so far
+                    summed = distributed.total(losses.clone(), processes).cpu()
+                    run.update(step=step, losses=summed)
+                if stopped:
                     break
+                if due:
+                    save_checkpoint()
+                    say(f"epoch {epoch} step {step}/{steps_per_epoch}: checkpoint saved")
             if stopped:
                 break
 
@@ -287,7 +303,7 @@ def train_processes(config, processes):
                 f"test_loss={test_loss:.4f} test_accuracy={accuracy:.4f}"
             )
             write_metrics(run["history"], config.output_data_dir / "metrics.csv")
-            checkpoint.save(config.checkpoint_dir, state())
+            save_checkpoint()
             if tracker:
                 tracker.log_epoch(row)
         if run["epoch"] < config.epochs:  # stopped by a signal

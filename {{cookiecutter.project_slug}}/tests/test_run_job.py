@@ -418,8 +418,16 @@ def test_dry_run_request_snapshot_with_spot(aws_call_recorder, tmp_path, tiny_co
         "AlgorithmSpecification": {
             "TrainingInputMode": "FastFile",
             "MetricDefinitions": job_config.METRIC_DEFINITIONS,
-            "ContainerEntrypoint": ["/bin/bash"],
+            # PID 1 passes a stop on to train.py (src/container_entry.py), then the SDK's command.
+            "ContainerEntrypoint": [
+                "python3",
+                "/opt/ml/input/data/code/container_entry.py",
+                "--entry-script",
+                "train.py",
+                "--",
+            ],
             "ContainerArguments": [
+                "/bin/bash",
                 "-c",
                 "chmod +x /opt/ml/input/data/sm_drivers/sm_train.sh "
                 "&& /opt/ml/input/data/sm_drivers/sm_train.sh",

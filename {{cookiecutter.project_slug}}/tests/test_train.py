@@ -353,6 +353,46 @@ def test_sigterm_checkpoints_and_exits_143_and_a_rerun_finishes_like_an_uninterr
     assert_same_weights(weights(tmp_path), weights(finished_run.dir))
 
 
+# train.py, whose checkpoint.save kills the process (SIGKILL: no handler runs) right after
+# saving epoch 2, step 5: a host lost without warning, at a known point.
+KILLED_AFTER_A_SAVE = """
+import os, runpy, signal, sys
+sys.path.insert(0, os.path.dirname(sys.argv[1]))
+import checkpoint
+real_save = checkpoint.save
+def save(folder, state):
+    real_save(folder, state)
+    if (state["run"]["epoch"], state["run"]["step"]) == (1, 5):
+        os.kill(os.getpid(), signal.SIGKILL)
+checkpoint.save = save
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_a_kill_without_warning_loses_only_what_followed_the_last_timed_checkpoint(
+    finished_run, synthetic_dataset, tmp_path, train_argv
+):
+    # The interval is tiny: a checkpoint after every step.
+    argv = train_argv(synthetic_dataset, tmp_path, "--epochs", "2", "--checkpoint-interval", "1e-9")
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_AFTER_A_SAVE, str(TRAIN_SCRIPT), *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert "epoch 2 step 4/16: checkpoint saved" in killed.stdout
+
+    rerun = run_train_script(argv)
+
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"resuming from {tmp_path / 'checkpoints'}: epoch 2, step 5" in rerun.stdout
+    assert_same_weights(weights(tmp_path), weights(finished_run.dir))
+    metrics = (tmp_path / "output" / "metrics.csv").read_text()
+    assert metrics == (finished_run.dir / "output" / "metrics.csv").read_text()
+
+
 # As SageMaker starts it
 
 

@@ -1,0 +1,106 @@
+"""PID 1 of the training container: runs SageMaker's own start command, and passes a stop on.
+
+SageMaker stops a job (StopTrainingJob, a spot reclaim, MaxRuntimeInSeconds) with SIGTERM to the
+container's PID 1, then SIGKILL after a grace period (120 s). SDK v3 makes PID 1 a bash that runs
+sm_train.sh, which runs the SDK's driver, which runs train.py: a bash as PID 1 ignores SIGTERM,
+so train.py would never hear of the stop and would lose everything since its last checkpoint.
+
+scripts/job_request.py puts this file in front of the SDK's command:
+
+    python3 container_entry.py --entry-script train.py -- /bin/bash -c "... sm_train.sh"
+
+It runs the command unchanged as its child (requirements, SM_* variables, the failure file and
+the exit code stay the SDK's), and on SIGTERM or SIGINT sends the signal to the processes that
+run the entry script: train.py under the basic driver, every worker under torchrun. The shells
+and the driver are left alone, as they carry train.py's log lines and exit code to the end. If
+no training process runs yet (requirements are installing), the whole command is stopped.
+Standard library only: it runs before src/requirements.txt is installed.
+"""
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def command_line(pid):
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:  # gone meanwhile
+        return []
+
+
+def parent_of(pid):
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])  # the name in ( ) may hold spaces
+
+
+def descendants(root):
+    parents = {int(name): parent_of(name) for name in os.listdir("/proc") if name.isdigit()}
+    found, frontier = set(), {root}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def runs_script(argv, script):
+    """True when argv is `<python> [options] <script> ...` (not, e.g., torchrun ... script)."""
+    arguments = [word for word in argv[1:] if word]
+    first = next((word for word in arguments if not word.startswith("-")), "")
+    return Path(argv[0]).name.startswith("python") and Path(first).name == script
+
+
+def training_processes(root, script):
+    return sorted(pid for pid in descendants(root) if runs_script(command_line(pid), script))
+
+
+def exit_status(status):
+    """A shell's exit code for a wait status (128 + the signal for a killed process)."""
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--entry-script", required=True, help="file name of the training script")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- the command to run")
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    child = subprocess.Popen(command, start_new_session=True)
+    stop = []
+
+    def pass_on(number, frame):
+        stop.append(number)
+        targets = training_processes(child.pid, args.entry_script)
+        print(f"container_entry: {signal.Signals(number).name} -> {targets or 'all'}", flush=True)
+        for pid in targets:
+            os.kill(pid, number)
+        if not targets:  # nothing to save yet: stop everything
+            os.killpg(child.pid, number)
+
+    for number in STOP_SIGNALS:
+        signal.signal(number, pass_on)
+    # As PID 1, every orphaned process is ours to reap; the command's own status is the result.
+    result = None
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+        if pid == child.pid:
+            result = exit_status(status)
+            if not stop:  # finished on its own: leftovers end with the container
+                break
+    return result if result is not None else 128 + (stop[0] if stop else signal.SIGTERM)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
