@@ -8,7 +8,9 @@ container drivers (sagemaker/train/container_drivers/) give it inside the image:
 - the SM_* variables of scripts/environment.py, TRAINING_JOB_NAME and the request's Environment;
 - argv as distributed_drivers/basic_script_driver.py builds it from the hyperparameters, or
   as torchrun_driver.py does for a distributed (Torchrun) job, run in input/data/code/;
-- model/ and output/data/ packed as model.tar.gz and output.tar.gz at the end, whatever the outcome.
+- model/ and output/data/ packed as model.tar.gz and output.tar.gz at the end, whatever the outcome;
+- src/container_entry.py first, as in the job's request: Ctrl-C stops the run as SageMaker stops a
+  job, with SIGTERM to that first process, which passes it on to train.py.
 
 tests/test_local_job.py checks this against the SDK's driver functions.
 """
@@ -18,6 +20,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -36,6 +39,7 @@ from sagemaker.train.container_drivers.common.utils import (
 HOST = "algo-1"
 MASTER_PORT = 7777
 DRIVERS_CHANNEL = "sm_drivers"  # the SDK's own channel: sourcecode.json, distributed.json
+CONTAINER_ENTRY = Path(__file__).resolve().parent.parent / "src" / "container_entry.py"
 
 
 @dataclass
@@ -252,23 +256,32 @@ def run_container(request, channel_dirs, workdir, echo=print):
 
     start = time.time()
     log(f"Executing command: {' '.join(command)}")
+    # Under src/container_entry.py, the job's PID 1, in a session of its own: Ctrl-C reaches this
+    # process only, which stops the job as SageMaker does, with SIGTERM to that first process.
+    entry_script = Path(sm_environment["SM_ENTRY_SCRIPT"]).name
     process = subprocess.Popen(
-        command,
+        [sys.executable, CONTAINER_ENTRY, "--entry-script", entry_script, "--", *command],
         cwd=opt_ml / "input" / "data" / "code",
         env=environment,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         errors="replace",
+        start_new_session=True,
     )
     status = "Completed"
     try:
         for line in process.stdout:
             log(line.rstrip("\n"))
-        exit_code = process.wait()
-    except KeyboardInterrupt:  # the child got the same Ctrl-C; collect what it left
-        exit_code = process.wait()
+    except KeyboardInterrupt:
         status = "Stopped"
+        process.send_signal(signal.SIGTERM)
+        try:  # train.py saves a checkpoint and says so: keep its last lines
+            for line in process.stdout:
+                log(line.rstrip("\n"))
+        except KeyboardInterrupt:  # a second Ctrl-C: no waiting
+            os.killpg(process.pid, signal.SIGKILL)
+    exit_code = process.wait()
     failure_reason = None
     if exit_code != 0 and status == "Completed":
         status = "Failed"

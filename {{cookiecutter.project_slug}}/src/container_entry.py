@@ -53,13 +53,16 @@ def descendants(root):
 
 def runs_script(argv, script):
     """True when argv is `<python> [options] <script> ...` (not, e.g., torchrun ... script)."""
-    arguments = [word for word in argv[1:] if word]
-    first = next((word for word in arguments if not word.startswith("-")), "")
-    return Path(argv[0]).name.startswith("python") and Path(first).name == script
+    if not argv or not Path(argv[0]).name.startswith("python"):
+        return False
+    first = next((word for word in argv[1:] if word and not word.startswith("-")), "")
+    return Path(first).name == script
 
 
 def training_processes(root, script):
-    return sorted(pid for pid in descendants(root) if runs_script(command_line(pid), script))
+    """The processes of root's tree, root included, that run the script."""
+    tree = descendants(root) | {root}
+    return sorted(pid for pid in tree if runs_script(command_line(pid), script))
 
 
 def exit_status(status):

@@ -205,3 +205,22 @@ def test_failing_entry_script_fails_the_job_with_its_last_words_and_keeps_output
     assert (workdir / "opt/ml/output/failure").read_text() == run.failure_reason
     with tarfile.open(run.output_tar) as output:
         assert output.getnames() == ["metrics.csv"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "is_training"),
+    [
+        (["/opt/conda/bin/python3", "train.py", "--epochs", "3"], True),  # basic driver
+        (["/usr/bin/python3", "-u", "train.py", "--epochs", "3"], True),  # a torchrun worker
+        (["/opt/conda/bin/python3.13", "/opt/ml/input/data/code/train.py"], True),
+        (["/usr/bin/python3", "/usr/local/bin/torchrun", "--nnodes=1", "train.py"], False),
+        (["/bin/bash", "-c", "python train.py"], False),  # the shell that starts it
+        (["/usr/bin/python3", "tracking.py"], False),  # train.py's own helper process
+        (["/usr/bin/python3", "basic_script_driver.py"], False),  # the driver relays the logs
+        ([], False),  # a process gone meanwhile
+    ],
+)
+def test_container_entry_passes_stops_to_the_entry_script_processes_only(argv, is_training):
+    import container_entry
+
+    assert container_entry.runs_script(argv, "train.py") == is_training

@@ -597,3 +597,28 @@ def test_an_archive_that_would_expand_past_its_limit_is_refused_member_by_member
     assert len(refused) == 1 and refused[0].startswith("refused 'bomb.bin' in model.tar.gz: ")
     assert "67,108,864 bytes would expand" in refused[0]
     assert sorted(path.name for path in (tmp_path / "model").iterdir()) == ["model.pt", "notes.txt"]
+
+
+def test_ctrl_c_in_local_stops_the_job_as_sagemaker_does_with_sigterm_to_train_py(
+    aws_credentials, synthetic_dataset, tiny_config, tmp_path
+):
+    # Many epochs and a line per step: Ctrl-C lands early, however late this test reads.
+    write_config(tiny_config, epochs=20, **{"log-interval": "1e-9"})
+    out = tmp_path / "results"
+    command = [sys.executable, RUN_JOB, "--local", "--config", tiny_config, "--out-dir", out]
+    command += ["--dataset-uri", synthetic_dataset]
+    process = subprocess.Popen(
+        [str(word) for word in command], stdout=subprocess.PIPE, text=True, cwd=tmp_path
+    )
+    for line in process.stdout:
+        if line.startswith("epoch 1 step"):
+            process.send_signal(signal.SIGINT)  # Ctrl-C reaches run_job.py alone: its session
+            break
+    process.communicate(timeout=300)
+
+    assert process.returncode == 130
+    folder, exp = only_result(out)
+    assert exp["status"] == "Stopped"
+    log = (folder / "logs.txt").read_text()
+    assert "container_entry: SIGTERM -> [" in log  # to the train.py process, as in a job
+    assert "stopped by SIGTERM; checkpoint in" in log

@@ -258,8 +258,9 @@ def uninterrupted_weights(hyperparameters_, dataset, tmp_path, *launcher):
 def test_sigterm_to_pid_1_reaches_train_py_which_checkpoints_and_the_restart_resumes_mid_epoch(
     dataset_channel, tmp_path
 ):
-    # A progress line after every step: the test stops the job once epoch 2 has begun.
-    values = hyperparameters(**{"epochs": 3, "log-interval": "1e-9"})
+    # A progress line after every step: the test stops the job once epoch 2 has begun (with
+    # epochs to spare, however late this process reads that line).
+    values = hyperparameters(**{"epochs": 8, "log-interval": "1e-9"})
     container = container_for(values, tmp_path, dataset_channel)
 
     stopped_then_restarted(container)
@@ -271,7 +272,7 @@ def test_sigterm_to_pid_1_reaches_train_py_which_checkpoints_and_the_restart_res
 
 
 def test_the_same_under_the_torchrun_driver_with_two_processes(dataset_channel, tmp_path):
-    values = hyperparameters(**{"epochs": 3, "batch-size": 32, "log-interval": "1e-9"})
+    values = hyperparameters(**{"epochs": 8, "batch-size": 32, "log-interval": "1e-9"})
     container = container_for(
         values, tmp_path, dataset_channel, distributed=True, processes_per_host=2
     )
