@@ -68,6 +68,25 @@ def split_s3_uri(uri):
     return match.group(1), (match.group(2) or "").strip("/")
 
 
+def partition(region):
+    """The AWS partition of a region (aws, aws-cn, aws-us-gov, ...), as botocore knows them."""
+    import boto3
+
+    try:
+        return boto3.Session().get_partition_for_region(region)
+    except Exception:  # a region botocore does not know yet: the commercial partition
+        return "aws"
+
+
+def dns_suffix(region):
+    """The partition's domain for service hosts: amazonaws.com, amazonaws.com.cn, ..."""
+    from botocore.loaders import create_loader
+    from botocore.regions import EndpointResolver
+
+    resolver = EndpointResolver(create_loader().load_data("endpoints"))
+    return resolver.get_partition_dns_suffix(partition(region)) or "amazonaws.com"
+
+
 def boto_session(region):
     import boto3  # here, so that --help and config checks stay fast
 

@@ -45,27 +45,37 @@ class JobSpec:
     processes_per_host: int | None = None
 
 
-def role_arn(role):
-    """A role name becomes an ARN in the rendered account; an ARN is kept as it is."""
+def role_arn(role, region):
+    """A role name becomes an ARN in the rendered account and the region's partition (aws-cn in
+    China, aws-us-gov in GovCloud); an ARN is kept as it is."""
     if role.startswith("arn:"):
         return role
-    return f"arn:aws:iam::{defaults.AWS_ACCOUNT_ID}:role/{role}"
+    return f"arn:{aws_env.partition(region)}:iam::{defaults.AWS_ACCOUNT_ID}:role/{role}"
 
 
 def default_image_uri(region, instance_type):
     """The SageMaker PyTorch training image, or this project's own image on ECR."""
     if defaults.CONTAINER == "custom":
-        registry = f"{defaults.AWS_ACCOUNT_ID}.dkr.ecr.{region}.amazonaws.com"
+        # Where scripts/build_and_push.sh pushes: the partition's domain (.com.cn in China).
+        registry = f"{defaults.AWS_ACCOUNT_ID}.dkr.ecr.{region}.{aws_env.dns_suffix(region)}"
         return f"{registry}/{defaults.PROJECT_SLUG}:latest"
     from sagemaker.core import image_uris
 
-    return image_uris.retrieve(
+    uri = image_uris.retrieve(
         "pytorch",
         region=region,
         version=defaults.PYTORCH_VERSION,
         instance_type=instance_type,
         image_scope="training",
     )
+    # For some families the table answers with another framework build (ml.trn1: a PyTorch
+    # 1.11 Neuron image), which would fail the job only after it started and billed.
+    if f":{defaults.PYTORCH_VERSION}-" not in uri:
+        raise ValueError(
+            f"for {instance_type} the SDK's image table gives {uri.rsplit('/', 1)[-1]}, not "
+            f"PyTorch {defaults.PYTORCH_VERSION}; choose another --instance-type"
+        )
+    return uri
 
 
 def online_session(region, bucket):
@@ -164,7 +174,11 @@ def model_trainer(spec, hyperparameters, base_job_name, tags, session):
         ),
         # With spot, SageMaker syncs /opt/ml/checkpoints to S3 and back after a reclaim, and
         # train.py resumes from it. No URI: the SDK picks s3://<bucket>/<base name>/<job>/.
-        checkpoint_config=CheckpointConfig(s3_uri=spec.checkpoint_uri) if spec.use_spot else None,
+        checkpoint_config=(
+            CheckpointConfig(s3_uri=checkpoint_prefix(spec, base_job_name))
+            if spec.use_spot
+            else None
+        ),
         hyperparameters=hyperparameters,
         environment=spec.environment,
         tags=[Tag(key=key, value=value) for key, value in tags.items()],
@@ -174,6 +188,14 @@ def model_trainer(spec, hyperparameters, base_job_name, tags, session):
             Torchrun(process_count_per_node=spec.processes_per_host) if spec.distributed else None
         ),
     )
+
+
+def checkpoint_prefix(spec, base_job_name):
+    """--checkpoint-uri, with a folder per config (<uri>/<experiment>-<config>): jobs of several
+    configs never share checkpoints. None: the SDK's default, one prefix per job."""
+    if not spec.checkpoint_uri:
+        return None
+    return f"{spec.checkpoint_uri.rstrip('/')}/{base_job_name}"
 
 
 def job_tags(spec, config_name):
@@ -189,7 +211,8 @@ def training_channel(spec):
         data_source=DataSource(
             s3_data_source=S3DataSource(
                 s3_data_type="S3Prefix",
-                s3_uri=spec.dataset_uri,
+                # A trailing / keeps the prefix a folder: dataset-v2/ beside it is not included.
+                s3_uri=spec.dataset_uri.rstrip("/") + "/",
                 s3_data_distribution_type="FullyReplicated",
             )
         ),

@@ -26,6 +26,7 @@ import job_results
 from job_config import ConfigError
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+KEEP_ALIVE_MAX = 21600  # KeepAlivePeriodInSeconds' maximum in the API (botocore's model; tested)
 
 
 def input_mode(text):
@@ -166,7 +167,8 @@ def build_parser():
     )
     parser.add_argument(
         "--checkpoint-uri",
-        help="spot: S3 prefix for /opt/ml/checkpoints (default: one per job, under the experiment)",
+        help="spot: S3 prefix for /opt/ml/checkpoints; each config's jobs use "
+        "<uri>/<experiment>-<config> (default: one prefix per job, under the experiment)",
     )
     parser.add_argument(
         "--keep-alive",
@@ -219,8 +221,8 @@ def parse_args(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     args.max_wait = args.max_wait or 2 * args.max_run
-    if args.keep_alive > 3600:
-        parser.error("--keep-alive: SageMaker keeps a warm pool at most 3600 seconds")
+    if args.keep_alive > KEEP_ALIVE_MAX:
+        parser.error(f"--keep-alive: SageMaker keeps a warm pool at most {KEEP_ALIVE_MAX} seconds")
     if args.use_spot and args.keep_alive:
         parser.error("--keep-alive (warm pools) does not work with --use-spot; drop one")
     if args.use_spot and args.max_wait < args.max_run:
@@ -254,7 +256,16 @@ def load_configs(args):
         raise ConfigError(
             f"no dataset at {args.dataset_uri}: run `python scripts/prepare_dataset.py synthetic`"
         )
-    return [(config, job_config.base_job_name(args.exp_name, config.name)) for config in configs]
+    named = [(config, job_config.base_job_name(args.exp_name, config.name)) for config in configs]
+    bases = [base for _, base in named]
+    for base in bases:
+        if bases.count(base) > 1:  # long names are cut to fit SageMaker's 63 characters
+            same = [other.path.name for other, other_base in named if other_base == base]
+            raise ConfigError(
+                f"{' and '.join(same)} give the same job name prefix {base!r}; "
+                "make their names differ in the first characters, or shorten --exp-name"
+            )
+    return named
 
 
 def job_spec(args):
@@ -274,7 +285,7 @@ def job_spec(args):
         raise ConfigError(f"no training image: {error}; pass --image-uri") from None
     return JobSpec(
         region=args.region,
-        role_arn=role_arn(args.role),
+        role_arn=role_arn(args.role, args.region),
         image_uri=image_uri,
         instance_type=args.instance_type,
         instance_count=args.instance_count,

@@ -66,7 +66,7 @@ def probe_run(tmp_path, monkeypatch, aws_credentials):
     monkeypatch.setattr(job_request, "SOURCE_DIR", source)
     spec = job_request.JobSpec(
         region=REGION,
-        role_arn=job_request.role_arn("Role"),
+        role_arn=job_request.role_arn("Role", REGION),
         image_uri="image",
         instance_type="ml.m5.xlarge",
         instance_count=1,

@@ -18,8 +18,10 @@ from pathlib import Path
 import aws_env
 import defaults
 import job_config
+import job_request
 import job_results
 import pytest
+import run_job as run_job_script
 from aws_fakes import LONG_NAME, PROJECT_ROOT, REGION, run_script, upload_folder
 
 RUN_JOB = PROJECT_ROOT / "scripts" / "run_job.py"
@@ -92,7 +94,7 @@ def test_job_runs_and_its_model_outputs_and_logs_come_back(
     assert re.search(r"^\S+Z?\S* \[algo-1-\d+\] epoch=1 train_loss=", log, re.MULTILINE), log
     assert exp["status"] == "Completed" and exp["mode"] == "sagemaker"
     assert exp["hyperparameters"] == TINY
-    assert exp["dataset_uri"] == DATASET_URI
+    assert exp["dataset_uri"] == DATASET_URI + "/"  # a folder: dataset-v2/ beside it stays out
     assert exp["model_uri"].endswith(f"/{exp['job_name']}/output/model.tar.gz")
     assert exp["billable_seconds"] >= 1
     assert 0 <= exp["final_metrics"]["test:accuracy"] <= 1
@@ -288,7 +290,7 @@ def test_missing_config_file_fails_fast_without_any_aws_call(aws_call_recorder, 
     [
         (["--input-mode", "Pipe"], "train.py reads MNIST files"),
         (["--use-spot", "--keep-alive", "600"], "does not work with --use-spot"),
-        (["--no-use-spot", "--keep-alive", "7200"], "at most 3600 seconds"),
+        (["--no-use-spot", "--keep-alive", "21601"], "at most 21600 seconds"),
         (["--dataset-uri", "dataset/"], "not an S3 URI"),
         (["--exp-name", "bad_name!"], "use letters, digits and single hyphens"),
     ],
@@ -435,7 +437,7 @@ def test_dry_run_request_snapshot_with_spot(aws_call_recorder, tmp_path, tiny_co
         },
         "HyperParameters": TINY,
         "InputDataConfig": [
-            channel("training", DATASET_URI, "FastFile"),
+            channel("training", DATASET_URI + "/", "FastFile"),
             channel("code", f"{prefix}/input/code", "File"),
             channel("sm_drivers", f"{prefix}/input/sm_drivers", "File"),
         ],
@@ -622,3 +624,82 @@ def test_ctrl_c_in_local_stops_the_job_as_sagemaker_does_with_sigterm_to_train_p
     log = (folder / "logs.txt").read_text()
     assert "container_entry: SIGTERM -> [" in log  # to the train.py process, as in a job
     assert "stopped by SIGTERM; checkpoint in" in log
+
+
+def dry_run_requests(capsys, *options):
+    code = run_job_script.main(["--dry-run", *map(str, options)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    requests = json.loads(captured.out)
+    return requests if isinstance(requests, list) else [requests]
+
+
+@pytest.mark.parametrize(
+    ("region", "partition", "domain"),
+    [
+        ("us-east-1", "aws", "amazonaws.com"),
+        ("us-gov-west-1", "aws-us-gov", "amazonaws.com"),
+        ("cn-north-1", "aws-cn", "amazonaws.com.cn"),
+    ],
+)
+def test_requests_carry_the_partition_of_the_region_in_role_and_image(
+    aws_call_recorder, tiny_config, capsys, monkeypatch, region, partition, domain
+):
+    (request,) = dry_run_requests(capsys, "--config", tiny_config, "--region", region)
+    role = defaults.SAGEMAKER_ROLE  # a full ARN, when rendered with one, is kept as it is
+    named = f"arn:{partition}:iam::{defaults.AWS_ACCOUNT_ID}:role/{role}"
+    assert request["RoleArn"] == (role if role.startswith("arn:") else named)
+    image_host = request["AlgorithmSpecification"]["TrainingImage"].split("/")[0]
+    assert image_host.endswith(f".dkr.ecr.{region}.{domain}")
+    # The custom image is pushed by scripts/build_and_push.sh to the same partition's domain.
+    monkeypatch.setattr(defaults, "CONTAINER", "custom")
+    custom = job_request.default_image_uri(region, "ml.m5.xlarge")
+    assert custom.startswith(f"{defaults.AWS_ACCOUNT_ID}.dkr.ecr.{region}.{domain}/")
+    assert aws_call_recorder == []
+
+
+def test_keep_alive_allows_what_the_api_allows():
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    limit = model.shape_for("KeepAlivePeriodInSeconds").metadata["max"]
+    assert run_job_script.KEEP_ALIVE_MAX == limit
+
+
+def test_several_configs_keep_their_checkpoints_apart(aws_call_recorder, tmp_path, capsys):
+    configs = [write_config(tmp_path / f"{name}.yaml") for name in ("exp001", "exp002")]
+
+    requests = dry_run_requests(
+        capsys, "--config", *configs, "--use-spot", "--checkpoint-uri", "s3://bucket/checkpoints/"
+    )
+
+    prefixes = [request["CheckpointConfig"]["S3Uri"] for request in requests]
+    base = f"s3://bucket/checkpoints/{defaults.EXPERIMENT_NAME}"
+    assert prefixes == [f"{base}-exp001", f"{base}-exp002"]
+
+
+def test_configs_whose_cut_names_would_collide_are_refused_before_any_aws_call(
+    aws_call_recorder, tmp_path, capsys
+):
+    stem = "a-very-long-configuration-name-for-the-learning-rate-sweep"
+    configs = [write_config(tmp_path / f"{stem}-{n}.yaml") for n in (1, 2)]
+
+    code = run_job_script.main(["--dry-run", "--config", *map(str, configs)])
+
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "give the same job name prefix" in line
+    assert aws_call_recorder == []
+
+
+def test_an_instance_family_without_this_pytorch_image_is_refused_unless_an_image_is_given(
+    aws_call_recorder, tiny_config, capsys, monkeypatch
+):
+    monkeypatch.setattr(defaults, "CONTAINER", "prebuilt")
+    argv = ["--dry-run", "--config", str(tiny_config), "--instance-type", "ml.trn1.2xlarge"]
+
+    code = run_job_script.main(argv)
+
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "pytorch-training-neuron:1.11.0" in line and "pass --image-uri" in line
+    assert dry_run_requests(capsys, *argv, "--image-uri", "123456789012.dkr.ecr.x/mine:1")
+    assert aws_call_recorder == []

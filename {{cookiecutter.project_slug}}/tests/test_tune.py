@@ -79,7 +79,7 @@ def test_dry_run_prints_the_tuning_request_without_any_aws_call(
     assert static.pop("sagemaker_submit_directory").endswith("/sourcedir/sourcedir.tar.gz")
     assert static == {"epochs": "1"}
     assert definition["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == (
-        aws_env.dataset_uri(BUCKET)
+        aws_env.dataset_uri(BUCKET) + "/"
     )
     assert {"Key": "config", "Value": "tune"} in request["Tags"]
     assert definition["Environment"] == {"PYTHONUNBUFFERED": "1"}
