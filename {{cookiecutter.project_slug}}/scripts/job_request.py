@@ -18,6 +18,9 @@ from job_config import ENTRY_SCRIPT, METRIC_DEFINITIONS, SOURCE_DIR
 
 TRAINING_CHANNEL = "training"  # train.py reads it from SM_CHANNEL_TRAINING
 CONTAINER_ENTRY = "container_entry.py"  # in src/: the container's PID 1
+# S3 calls an offline build answers itself: uploading the source, whole or in parts.
+OFFLINE_UPLOAD_CALLS = ["PutObject", "CreateMultipartUpload", "UploadPart"]
+OFFLINE_UPLOAD_CALLS += ["CompleteMultipartUpload"]
 # Left out of the source upload: caches and local clutter.
 IGNORE_PATTERNS = [".env", ".git", "__pycache__", "*.pyc", ".DS_Store", ".ipynb_checkpoints"]
 
@@ -114,13 +117,21 @@ def offline_session(region, bucket):
             self.staged[uri] = target
             return uri
 
-    def pretend_upload(params, **_):
+    def pretend_upload(params, model, **_):
         # The SDK's tuner uploads sourcedir.tar.gz with its own S3 client: nothing leaves here.
-        return AWSResponse(params["url"], 200, {}, None), {}
+        # A big one goes in parts; each step gets the output members the next one reads
+        # (names from botocore's S3 model; tests/test_tune.py checks them against it).
+        answer = {
+            "CreateMultipartUpload": {"UploadId": "offline-upload"},
+            "UploadPart": {"ETag": '"offline-part"'},
+            "CompleteMultipartUpload": {"ETag": '"offline-object"'},
+        }.get(model.name, {})
+        return AWSResponse(params["url"], 200, {}, None), answer
 
     boto = boto3.Session(region_name=region)
     boto.events.register("before-call", refuse)
-    boto.events.register("before-call.s3.PutObject", pretend_upload)  # the more specific wins
+    for operation in OFFLINE_UPLOAD_CALLS:  # the more specific event wins over "before-call"
+        boto.events.register(f"before-call.s3.{operation}", pretend_upload)
     with tempfile.TemporaryDirectory(prefix="sm-staging-") as staging:
         session = OfflineSession(boto_session=boto, default_bucket=bucket)
         session.staged = {}

@@ -10,6 +10,7 @@ import io
 import json
 import os
 import re
+import shutil
 import tarfile
 
 import aws_env
@@ -232,3 +233,35 @@ def test_tuning_job_against_moto_fetches_the_best_trial_and_every_score(
     assert (folder / "best" / "model" / "model.pt").read_bytes() == b"0.05"
     assert json.loads((folder / "best" / "exp.json").read_text())["status"] == "Completed"
     assert "Best: " in done.stdout and "test:accuracy=0.97" in done.stdout
+
+
+def test_dry_run_works_with_a_source_folder_big_enough_for_a_multipart_upload(
+    aws_call_recorder, tuning_config, tmp_path, monkeypatch, capsys
+):
+    import job_request
+    import tune as tune_script
+
+    source = tmp_path / "src"
+    shutil.copytree(PROJECT_ROOT / "src", source, ignore=shutil.ignore_patterns("__pycache__"))
+    (source / "vocabulary.bin").write_bytes(os.urandom(20 * 1024 * 1024))  # past 8 MB parts
+    monkeypatch.setattr(job_request, "SOURCE_DIR", source)
+
+    code = tune_script.main(["--dry-run", "--config", str(tuning_config)])
+
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert json.loads(captured.out)["HyperParameterTuningJobConfig"]["Strategy"] == "Random"
+    assert aws_call_recorder == []
+
+
+def test_offline_upload_answers_use_members_of_botocores_s3_model():
+    import botocore.session
+    import job_request
+
+    model = botocore.session.get_session().get_service_model("s3")
+    for operation in job_request.OFFLINE_UPLOAD_CALLS:
+        assert model.operation_model(operation).output_shape is not None
+    outputs = {"CreateMultipartUpload": "UploadId", "UploadPart": "ETag"}
+    outputs["CompleteMultipartUpload"] = "ETag"
+    for operation, member in outputs.items():
+        assert member in model.operation_model(operation).output_shape.members
