@@ -9,13 +9,22 @@ import sys
 
 import pytest
 import yaml
-from conftest import CHOICES, TEMPLATE_DIR, cookiecutter_cli, project_files, ruff, run_checked
+from conftest import (
+    CHOICES,
+    TEMPLATE_DIR,
+    TEMPLATE_SPEC,
+    cookiecutter_cli,
+    project_files,
+    ruff,
+    run_checked,
+)
 
 KEPT_FOLDERS = ["dataset", "rawdata", "result/model", "result/output"]
 
 DEFAULT_FILES = {
     ".github/workflows/ci.yml",
     ".gitignore",
+    ".python-version",
     "README.ja.md",
     "README.md",
     "config/exp001.yaml",
@@ -235,7 +244,18 @@ def test_pytorch_version_choices_all_have_a_training_image_in_the_sdk_table():
             instance_type="ml.g4dn.xlarge",
             image_scope="training",
         )
-        assert f"pytorch-training:{version}-gpu-py3" in uri
+        # The image's Python (py313) is what the project's .python-version and CI say.
+        python = TEMPLATE_SPEC["_image_python"][version]
+        assert uri.endswith(f"pytorch-training:{version}-gpu-py{python.replace('.', '')}"), uri
+
+
+@pytest.mark.parametrize("version", CHOICES["pytorch_version"])
+def test_rendered_python_version_is_the_images(bake, version):
+    project = bake(pytorch_version=version)
+    python = TEMPLATE_SPEC["_image_python"][version]
+    assert (project / ".python-version").read_text() == f"{python}\n"
+    for readme in ("README.md", "README.ja.md"):
+        assert f"Python {python}" in (project / readme).read_text("utf-8")
 
 
 def test_command_line_render_then_replay_gives_the_same_project(tmp_path):

@@ -157,6 +157,9 @@ def test_rendered_workflow_installs_dev_requirements_then_runs_tests_and_smoke(d
     (job,) = workflow["jobs"].values()
     (setup,) = uses(job, "actions/setup-python")
     assert setup["with"]["cache"] == "pip"
+    # The image's Python, rendered into .python-version (the workflow itself is not rendered).
+    assert setup["with"]["python-version-file"] == ".python-version"
+    assert (default_project / ".python-version").read_text().strip() in {"3.12", "3.13"}
     for name in setup["with"]["cache-dependency-path"].split():
         assert (default_project / name).is_file(), name
     lines = run_lines(job)
