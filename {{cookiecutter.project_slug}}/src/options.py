@@ -13,6 +13,10 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # src/tracking.py comes with projects rendered with experiment tracking.
 HAS_TRACKING = Path(__file__).with_name("tracking.py").is_file()
 MAX_WIDTH = 1024  # 4x this many channels in the last block: far beyond what MNIST needs
+# Options that steer a run without changing what it computes: a checkpoint saved under other
+# values of these still resumes. Every other option, a new one too, is part of its identity.
+RUN_CONTROLS = {"data_dir", "model_dir", "output_data_dir", "checkpoint_dir", "resume"}
+RUN_CONTROLS |= {"log_interval", "checkpoint_interval", "tracking"}
 
 
 def parse_bool(text):

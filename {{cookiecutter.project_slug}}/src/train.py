@@ -26,12 +26,11 @@ import checkpoint
 import distributed
 from data import DatasetError, batches, load_mnist
 from model import Net
-from options import build_parser
+from options import RUN_CONTROLS, build_parser
 from plots import plot_confusion_matrix, plot_curves
 
 METRICS = ["epoch", "train_loss", "test_loss", "test_accuracy"]
 # What a checkpoint must share with this run to be resumed (paths and switches may differ).
-SETTINGS = ["epochs", "batch_size", "lr", "weight_decay", "width", "seed", "train_size"]
 # With several processes, they agree every this many steps whether a signal asks them to stop.
 STOP_CHECK_STEPS = 10
 
@@ -70,10 +69,12 @@ def mixed_precision(device, enabled):
 
 
 def settings_of(config, train_labels, test_labels, processes):
-    """The run's identity: hyperparameters, the data (sizes, digest of the labels), processes."""
+    """The run's identity: every option but the run controls, the data (sizes, digest of the
+    labels) and the number of processes."""
     digest = hashlib.sha1(train_labels.cpu().numpy().tobytes()).hexdigest()[:12]
     data = f"{len(train_labels)} train / {len(test_labels)} test, labels {digest}"
-    settings = {**{name: getattr(config, name) for name in SETTINGS}, "data": data}
+    options = {name: value for name, value in vars(config).items() if name not in RUN_CONTROLS}
+    settings = {**options, "data": data}
     return {**settings, "processes": processes.world_size} if processes.active else settings
 
 

@@ -313,6 +313,26 @@ def test_checkpoint_of_other_hyperparameters_is_set_aside_and_its_own_command_st
     assert [row["epoch"] for row in history] == [1, 2]
 
 
+@pytest.mark.parametrize(
+    ("change", "resumes"),
+    [
+        (["--test-size", "100"], False),  # any option not declared a run control: a new run
+        (["--amp", "false"], False),
+        (["--log-interval", "5", "--checkpoint-interval", "0"], True),  # run controls
+    ],
+)
+def test_a_checkpoint_is_resumed_only_under_the_same_options_but_run_controls(
+    synthetic_dataset, tmp_path, train_argv, change, resumes
+):
+    argv = train_argv(synthetic_dataset, tmp_path, "--epochs", "1", "--train-size", "500")
+    train_quietly(train.parse_config(argv))
+
+    _, lines = train_quietly(train.parse_config([*argv, *change]))
+
+    assert any(line.endswith("writing its results again") for line in lines) == resumes
+    assert any(line.startswith("set aside") for line in lines) == (not resumes)
+
+
 def test_rerunning_a_finished_run_writes_its_results_again_without_training(
     synthetic_dataset, tmp_path, train_argv
 ):
