@@ -7,20 +7,12 @@ The scripts run in this process (their main(argv)), so the many cases cost no in
 import pytest
 import run_job
 import tune
+from test_tune import TUNING  # the valid tuning config the cases below break
 
 ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{name}: &{name} [*{previous}, *{previous}, *{previous}, *{previous}, *{previous}]\n"
     for previous, name in zip("abcdefgh", "bcdefghi", strict=True)
 )
-TUNING = """\
-strategy: Random
-max-jobs: 3
-max-parallel-jobs: 2
-hyperparameters:
-  epochs: 1
-ranges:
-  lr: {type: continuous, min: 0.001, max: 0.1, scaling: Logarithmic}
-"""
 CONFIG_CASES = {
     "alias-bomb": (ALIAS_BOMB, "anchors and aliases (& and *) are not allowed"),
     "one-alias": ("epochs: &n 2\nwidth: *n\n", "anchors and aliases (& and *) are not allowed"),
