@@ -503,12 +503,19 @@ def test_a_full_disk_fails_in_one_line_and_keeps_the_previous_model(
     model_dir.mkdir()
     argv = train_argv(synthetic_dataset, tmp_path, "--epochs", "1", "--train-size", "500")
     # The previous model lives on the small disk too: 60 KiB of its 100 leave no room for another.
+    # The disk is gone with its namespace, so the check that the previous model.pt is untouched,
+    # and no partial file left beside it, runs in there: exit code 99 if it fails.
     prefix = tmpfs_prefix(model_dir, "100k")
-    keep = ["sh", "-c", 'head -c 61440 /dev/urandom > "$0/model.pt" && exec "$@"', str(model_dir)]
+    keep = """
+        head -c 61440 /dev/urandom > "$0/model.pt"; before=$(cksum < "$0/model.pt")
+        "$@"; code=$?
+        [ "$(cksum < "$0/model.pt")" = "$before" ] && [ "$(ls "$0")" = model.pt ] || exit 99
+        exit $code
+    """
 
-    done = run_train_script(argv, prefix=[*prefix, *keep])
+    done = run_train_script(argv, prefix=[*prefix, "sh", "-c", keep, str(model_dir)])
 
-    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.returncode == 1, done.stdout + done.stderr  # 99: the previous model was touched
     (line,) = done.stderr.strip().splitlines()
     assert line == (
         f"error: No space left on device writing {model_dir / 'model.pt'}; "
