@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import job_config
@@ -35,12 +36,13 @@ for entry in $(ls -A "$keep"); do
     if [ -d "$keep/$entry" ]; then mkdir "/opt/$entry"; else touch "/opt/$entry"; fi
     mount --bind "$keep/$entry" "/opt/$entry"
 done
-mkdir /opt/ml
+mkdir -p /opt/ml  # bound back from this machine if it has one: the job tree covers it
 mount --bind "$opt_ml" /opt/ml
 cd /
 exec "$@"
 """
 JOB_NAME = "contract-test-20260101000000"
+GRACE_SECONDS = 120  # StopTrainingJob: SIGTERM, then SIGKILL this much later
 
 
 def namespaces_work():
@@ -217,10 +219,12 @@ def stopped_then_restarted(container):
     for line in container.lines():
         if line.startswith("epoch 2 step"):
             container.stop()
+            stopped_at = time.monotonic()
             break
     code = container.wait()
     stopped_log = container.output()
     assert code != 0, stopped_log
+    assert time.monotonic() - stopped_at < GRACE_SECONDS  # saved and gone before SIGKILL
     assert "stopped by SIGTERM; checkpoint in /opt/ml/checkpoints" in stopped_log
     assert (container.opt_ml / "checkpoints" / "checkpoint.pt").is_file()
     assert (container.opt_ml / "output" / "failure").is_file()  # the SDK's failure file
