@@ -197,10 +197,22 @@ def build_parser():
     return parser
 
 
+def writable_folder(text):
+    """An argparse type: a folder that exists or can be made, checked before any job starts
+    (a job launched and then unable to save its results is money spent for nothing)."""
+    path = Path(text)
+    existing = next(folder for folder in [path, *path.parents] if folder.exists())
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"{existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot write in {existing}")
+    return path
+
+
 def add_result_options(parser, numbers, results_dir, shown):
     parser.add_argument(
         "--out-dir",
-        type=Path,
+        type=writable_folder,
         default=results_dir,
         help=f"where result folders go (default: {shown})",
     )

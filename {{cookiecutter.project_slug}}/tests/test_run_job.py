@@ -703,3 +703,18 @@ def test_an_instance_family_without_this_pytorch_image_is_refused_unless_an_imag
     assert code == 2 and "pytorch-training-neuron:1.11.0" in line and "pass --image-uri" in line
     assert dry_run_requests(capsys, *argv, "--image-uri", "123456789012.dkr.ecr.x/mine:1")
     assert aws_call_recorder == []
+
+
+def test_a_results_folder_that_cannot_be_made_is_refused_before_any_aws_call(
+    aws_call_recorder, tiny_config, tmp_path, capsys
+):
+    occupied = tmp_path / "results"
+    occupied.write_text("my notes")
+
+    with pytest.raises(SystemExit) as exit:
+        run_job_script.main(["--config", str(tiny_config), "--out-dir", str(occupied / "x")])
+
+    assert exit.value.code == 2
+    last_line = capsys.readouterr().err.strip().splitlines()[-1]  # (prog is pytest's here)
+    assert last_line.endswith(f"error: argument --out-dir: {occupied} is a file, not a folder")
+    assert occupied.read_text() == "my notes" and aws_call_recorder == []
