@@ -33,6 +33,16 @@ def synthetic_dataset(tmp_path_factory):
     return folder
 
 
+@pytest.fixture(scope="session", autouse=True)
+def ctrl_c_as_in_a_terminal():
+    """Ctrl-C tests send SIGINT: give this process, and the processes it starts, the default
+    handling, also when the suite runs as a background job (`nohup nox &`), where it starts ignored.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.fixture(autouse=True)
 def no_job_environment(monkeypatch):
     """Tests start outside any job: no SM_* variables from the caller's shell."""
