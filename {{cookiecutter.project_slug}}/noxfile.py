@@ -22,8 +22,9 @@ def run_python(session, *arguments, **options):
 
 @nox.session(python=False)
 def tests(session):
-    """The test suite; extra arguments go to pytest (e.g. nox -s tests -- -m "not slow")."""
-    run_python(session, "-m", "pytest", *session.posargs)
+    """The test suite, on every core (pytest-xdist); extra arguments go to pytest
+    (e.g. nox -s tests -- -m "not slow", or -n 0 for one process)."""
+    run_python(session, "-m", "pytest", "-n", "auto", *session.posargs)
 
 
 @nox.session(python=False)
