@@ -72,15 +72,15 @@ def extract_archive(archive, target):
     if not hasattr(tarfile, "data_filter"):
         return [f"{name}: this Python lacks tarfile's data filter; use 3.10.12+"]
     target.mkdir(parents=True, exist_ok=True)
-    refused, budget = [], expansion_limit(archive)
+    limit = expansion_limit(archive)
+    refused, budget = [], limit
     try:
         with tarfile.open(archive) as tar:
             for member in tar:
                 if member.size > budget:
                     refused.append(
                         f"refused {member.name!r} in {name}: {member.size:,} bytes would expand "
-                        f"the {Path(archive).stat().st_size:,}-byte archive past "
-                        f"{expansion_limit(archive):,} bytes"
+                        f"the {Path(archive).stat().st_size:,}-byte archive past {limit:,} bytes"
                     )
                     continue
                 try:
@@ -243,7 +243,7 @@ def download_if_present(s3, uri, target):
     try:
         s3.download_file(bucket, key, str(target))
     except ClientError as error:
-        if error.response["Error"]["Code"] in {"404", "NoSuchKey", "NotFound"}:
+        if is_not_found(error):
             return None
         raise
     return target

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import job_request
+from job_config import SOURCE_DIR
 from sagemaker.train.container_drivers.common.utils import (
     hyperparameters_to_cli_args,
     safe_deserialize,
@@ -39,7 +41,7 @@ from sagemaker.train.container_drivers.common.utils import (
 HOST = "algo-1"
 MASTER_PORT = 7777
 DRIVERS_CHANNEL = "sm_drivers"  # the SDK's own channel: sourcecode.json, distributed.json
-CONTAINER_ENTRY = Path(__file__).resolve().parent.parent / "src" / "container_entry.py"
+CONTAINER_ENTRY = SOURCE_DIR / job_request.CONTAINER_ENTRY  # the project's, whatever the request
 
 
 @dataclass

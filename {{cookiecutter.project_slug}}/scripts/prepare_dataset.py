@@ -17,6 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import job_config
 import numpy as np
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -238,19 +239,6 @@ def prepare_mnist(out):
     print(f"wrote MNIST to {raw}")
 
 
-def whole_number(low, high):
-    """An argparse type: a whole number from low to high."""
-
-    def parse(text):
-        value = int(text)
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be from {low} to {high:,}, got {value}")
-        return value
-
-    parse.__name__ = "whole number"
-    return parse
-
-
 def build_parser():
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -266,6 +254,7 @@ def build_parser():
         parents=[common],
         help="draw a learnable MNIST look-alike (offline, a few seconds)",
     )
+    whole_number = job_config.train_options().whole_number  # the checks train.py's options use
     size = whole_number(1, MAX_IMAGES)
     synthetic.add_argument("--train-size", type=size, default=60000, help="train images")
     synthetic.add_argument("--test-size", type=size, default=10000, help="test images")

@@ -134,7 +134,7 @@ def load_tuning(path, parser):
     return config
 
 
-def whole_number(value):
+def is_count(value):
     return isinstance(value, int) and not isinstance(value, bool)  # YAML's true is no count
 
 
@@ -145,11 +145,11 @@ def check_limits(config):
     if config.strategy == "Grid":
         if any(spec["type"] != "categorical" for spec in config.ranges.values()):
             raise ConfigError(f"{where}: Grid tries every combination: categorical ranges only")
-    elif not whole_number(config.max_jobs) or config.max_jobs < 1:
+    elif not is_count(config.max_jobs) or config.max_jobs < 1:
         raise ConfigError(f"{where}: max-jobs must be a whole number of at least 1")
     limit = config.max_jobs or sys.maxsize
     parallel = config.max_parallel_jobs
-    if not whole_number(parallel) or not 1 <= parallel <= limit:
+    if not is_count(parallel) or not 1 <= parallel <= limit:
         raise ConfigError(f"{where}: max-parallel-jobs must be from 1 to max-jobs ({limit})")
     metrics = [m["Name"] for m in job_config.METRIC_DEFINITIONS if m["Name"] != "epoch"]
     if config.objective not in metrics:

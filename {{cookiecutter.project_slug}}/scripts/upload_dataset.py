@@ -221,7 +221,7 @@ def main(argv=None):
     try:
         ensure_bucket(s3, bucket, args.region, create=bucket == aws_env.default_bucket(args.region))
         print(f"Syncing {folder} -> {uri}")
-        sent, sent_bytes, skipped = upload(s3, folder, bucket, prefix, args.workers)
+        sent, sent_bytes, unchanged = upload(s3, folder, bucket, prefix, args.workers)
     except KeyboardInterrupt:
         try:  # the transfer manager cancelled its transfers; leave no parts behind in S3
             abort_unfinished_uploads(s3, bucket, prefix)
@@ -232,7 +232,7 @@ def main(argv=None):
         raise SystemExit(f"upload_dataset.py: error: {error}") from None
     except Exception as error:
         raise SystemExit(f"upload_dataset.py: error: {aws_env.describe_error(error)}") from None
-    print(f"Done: {sent} files sent ({sent_bytes / MiB:.1f} MiB), {skipped} unchanged skipped.")
+    print(f"Done: {sent} files sent ({sent_bytes / MiB:.1f} MiB), {unchanged} unchanged skipped.")
     print(f"Train on it: python scripts/run_job.py --dataset-uri {uri}")
     return 0
 

@@ -12,7 +12,7 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # src/tracking.py comes with projects rendered with experiment tracking.
 HAS_TRACKING = Path(__file__).with_name("tracking.py").is_file()
-MAX_WIDTH = 1024  # 4x this many channels in the last block: far beyond what MNIST needs
+MAX_WIDTH = 1024  # a bound that stops a typo (100000) from exhausting memory, not a tuning hint
 # Options that steer a run without changing what it computes: a checkpoint saved under other
 # values of these still resumes. Every other option, a new one too, is part of its identity.
 RUN_CONTROLS = {"data_dir", "model_dir", "output_data_dir", "checkpoint_dir", "resume"}

@@ -150,10 +150,11 @@ def log_events(lines):
 
 
 def start_run(mlflow, event):
-    store = sqlite_folder(event["uri"])
-    if store:
+    store_file = sqlite_file(event["uri"])
+    store = store_file.parent if store_file else None
+    if store_file:
         commit_without_waiting_for_the_disk()
-        usable_local_store(Path(event["uri"][len(SQLITE_PREFIX) :]))
+        usable_local_store(store_file)
     mlflow.set_tracking_uri(event["uri"])
     name = event["experiment"]
     experiment = mlflow.get_experiment_by_name(name)
@@ -236,11 +237,9 @@ def commit_without_waiting_for_the_disk():
             cursor.close()
 
 
-def sqlite_folder(uri):
-    """The folder of a sqlite:///path store, else None."""
-    return (
-        Path(uri[len(SQLITE_PREFIX) :]).resolve().parent if uri.startswith(SQLITE_PREFIX) else None
-    )
+def sqlite_file(uri):
+    """The database file of a sqlite:///path store, else None."""
+    return Path(uri[len(SQLITE_PREFIX) :]).resolve() if uri.startswith(SQLITE_PREFIX) else None
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ from options import RUN_CONTROLS, build_parser
 from plots import plot_confusion_matrix, plot_curves
 
 METRICS = ["epoch", "train_loss", "test_loss", "test_accuracy"]
-# What a checkpoint must share with this run to be resumed (paths and switches may differ).
 # With several processes, they agree every this many steps whether a signal asks them to stop.
 STOP_CHECK_STEPS = 10
 
