@@ -107,6 +107,16 @@ def test_epoch_lines_give_accuracies_and_time_to_accuracy():
         bench.Run(wall=1.0, peak_rss=0, lines=[(0.1, "epoch 1 done")]).final_accuracy()
 
 
+def test_ours_reports_validation_each_epoch_and_the_test_set_once_at_the_end():
+    lines = [
+        (2.0, "epoch=1 train_loss=0.5 val_loss=0.3 val_accuracy=0.9612"),
+        (2.5, "test_loss=0.31 test_accuracy=0.9577"),
+    ]
+    run = bench.Run(wall=3.0, peak_rss=0, lines=lines)
+    assert run.accuracies() == [(2.0, 0.9612)]
+    assert run.final_accuracy() == 0.9577  # the test set's, as the baseline's
+
+
 def test_stop_ends_the_child_at_the_first_matching_line():
     epoch_line = "epoch=1 train_loss=1 test_loss=1 test_accuracy=0.995"
     print_then_hang = f"import time; print('{epoch_line}'); time.sleep(600)"

@@ -603,34 +603,6 @@ def test_post_gen_next_steps_are_commands_the_readme_shows(container, tmp_path):
     assert len(steps) >= 4
 
 
-@pytest.mark.parametrize("name", READMES)
-def test_own_data_snippet_writes_a_dataset_that_train_py_reads(name, default_project, tmp_path):
-    project = tmp_path / "project"
-    shutil.copytree(default_project, project)
-    readme = Readme(project / name)
-    # The "your own data" section is the one whose Python writes IDX files.
-    (snippet,) = [code for s in readme.sections for code in s.python if "write_idx(" in code]
-    wrote = subprocess.run(
-        [sys.executable, "-c", snippet], cwd=project, capture_output=True, text=True
-    )
-    assert wrote.returncode == 0, wrote.stderr
-    loaded = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import torch; from data import load_mnist; "
-            "d = load_mnist('dataset', torch.device('cpu')); "
-            "print(*d['train'][0].shape, len(d['test'][1]))",
-        ],
-        cwd=project,
-        env={**os.environ, "PYTHONPATH": str(project / "src")},
-        capture_output=True,
-        text=True,
-    )
-    assert loaded.returncode == 0, loaded.stderr
-    assert loaded.stdout.split() == ["600", "1", "28", "28", "100"]
-
-
 # --- The template README's quick start --------------------------------------------------------
 
 

@@ -29,7 +29,8 @@ def tests(session):
 
 @nox.session(python=False)
 def smoke(session):
-    """Train one epoch on a small synthetic set; check the accuracy and the outputs."""
+    """Train one epoch on a small synthetic set and predict its test set; check the accuracy
+    and the outputs."""
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         data, model, output = scratch / "data", scratch / "model", scratch / "output"
@@ -43,12 +44,15 @@ def smoke(session):
             # Smoke runs stay out of the project's experiment tracking, if it has some.
             *(["--tracking", "false"] if (PROJECT_ROOT / "src" / "tracking.py").exists() else []),
         )
+        predict = [PROJECT_ROOT / "scripts" / "predict.py", "--model", model, "--data-dir", data]
+        run_python(session, *predict, "--out-dir", scratch / "predictions")
         with open(output / "metrics.csv", newline="") as file:
-            accuracy = float(list(csv.DictReader(file))[-1]["test_accuracy"])
-        expected = [model / "model.pt", output / "curves.png", output / "confusion_matrix.png"]
+            accuracy = float(list(csv.DictReader(file))[-1]["val_accuracy"])
+        expected = [model / "model.pt", model / "model.json", output / "curves.png"]
+        expected += [output / "confusion_matrix.png", scratch / "predictions" / "submission.csv"]
         missing = [str(path) for path in expected if not path.is_file()]
         if missing:
-            session.error(f"train.py did not write {', '.join(missing)}")
+            session.error(f"train.py or predict.py did not write {', '.join(missing)}")
         if accuracy < 0.9:
-            session.error(f"test accuracy {accuracy:.3f} after one epoch, expected at least 0.9")
-        session.log(f"smoke passed: test accuracy {accuracy:.3f}, outputs in place")
+            session.error(f"val accuracy {accuracy:.3f} after one epoch, expected at least 0.9")
+        session.log(f"smoke passed: val accuracy {accuracy:.3f}, outputs in place")

@@ -9,6 +9,7 @@ import difflib
 import importlib.util
 import math
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,15 +20,32 @@ SOURCE_DIR = PROJECT_ROOT / "src"
 ENTRY_SCRIPT = "train.py"
 TRAIN_OPTIONS_FILE = SOURCE_DIR / "options.py"
 
-# SageMaker parses these from train.py's epoch line, charts them in the console and reports the
-# last values as final metrics:  epoch=3 train_loss=0.21 test_loss=0.18 test_accuracy=0.947
 NUMBER = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf)"
-METRIC_DEFINITIONS = [
-    {"Name": "epoch", "Regex": r"epoch=(\d+) "},
-    {"Name": "train:loss", "Regex": rf"train_loss={NUMBER}"},
-    {"Name": "test:loss", "Regex": rf"test_loss={NUMBER}"},
-    {"Name": "test:accuracy", "Regex": rf"test_accuracy={NUMBER}"},
-]
+
+
+def load_source_file(path):
+    """A torch-free file of src/ (options.py, metrics.py), loaded by path: no src package."""
+    spec = importlib.util.spec_from_file_location(f"train_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def metric_definitions(declared):
+    """What SageMaker parses from train.py's metric lines (src/metrics.py declares them), charts
+    in the console and reports as final metrics: val_accuracy=0.947 -> val:accuracy."""
+    names = declared.EPOCH_COLUMNS[1:] + [f"test_{metric.name}" for metric in declared.EVALUATED]
+    definitions = [{"Name": "epoch", "Regex": r"epoch=(\d+) "}]
+    return definitions + [
+        {"Name": name.replace("_", ":", 1), "Regex": rf"\b{name}={NUMBER}"} for name in names
+    ]
+
+
+METRICS = load_source_file(SOURCE_DIR / "metrics.py")
+METRIC_DEFINITIONS = metric_definitions(METRICS)
+# The metric runs are ranked by, as SageMaker names it, and whether more is better.
+OBJECTIVE = METRICS.OBJECTIVE.replace("_", ":", 1)
+OBJECTIVE_TYPE = METRICS.GOALS[METRICS.OBJECTIVE].capitalize()  # Maximize or Minimize
 
 # SageMaker job names: letters, digits and single hyphens, at most 63 characters. The SDK
 # appends "-YYYYmmddHHMMSS" (15 characters) to <experiment>-<config>.
@@ -48,11 +66,15 @@ class JobConfig:
 
 
 def train_options():
-    """src/options.py, loaded by path: train.py's options without torch or the src package."""
-    spec = importlib.util.spec_from_file_location("train_options", TRAIN_OPTIONS_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """src/options.py: train.py's options without torch or the src package."""
+    return load_source_file(TRAIN_OPTIONS_FILE)
+
+
+def source_module(name):
+    """A module of src/ (e.g. "data"), imported as train.py imports it."""
+    if str(SOURCE_DIR) not in sys.path:
+        sys.path.insert(0, str(SOURCE_DIR))
+    return importlib.import_module(name)
 
 
 def train_option_parser():

@@ -32,8 +32,8 @@ KEEP_ALIVE_MAX = 21600  # KeepAlivePeriodInSeconds' maximum in the API (botocore
 def input_mode(text):
     if text.lower() == "pipe":
         raise argparse.ArgumentTypeError(
-            "Pipe streams records through a FIFO, but train.py reads MNIST files with "
-            "torchvision; use File (copy before start) or FastFile (stream from S3 on read)"
+            "Pipe streams records through a FIFO, but src/data.py reads files from a folder; "
+            "use File (copy before start) or FastFile (stream from S3 on read)"
         )
     modes = {"file": "File", "fastfile": "FastFile"}
     if text.lower() not in modes:
@@ -534,15 +534,15 @@ def wait(session, job_names, poll_seconds):
 
 def report(outcomes, good_statuses=None):
     """Print a line per job, as a table; exit code 0 only if all completed without problems."""
-    rows = [["config", "job", "status", "test_accuracy", "billable_s", "results"]]
+    rows = [["config", "job", "status", job_config.METRICS.OBJECTIVE, "billable_s", "results"]]
     for config_name, summary, _ in outcomes:
-        accuracy = (summary.get("final_metrics") or {}).get("test:accuracy")
+        objective = (summary.get("final_metrics") or {}).get(job_config.OBJECTIVE)
         rows.append(
             [
                 str(config_name or "-"),
                 summary.get("job_name", "-"),
                 summary.get("status", "-"),
-                "-" if accuracy is None else f"{accuracy:.4f}",
+                "-" if objective is None else f"{objective:.4f}",
                 str(summary.get("billable_seconds") or "-"),
                 os.path.relpath(summary["results_dir"]) if summary.get("results_dir") else "-",
             ]

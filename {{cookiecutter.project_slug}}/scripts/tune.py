@@ -46,8 +46,8 @@ class TuningConfig:
     strategy: str = "Bayesian"
     max_jobs: int | None = None
     max_parallel_jobs: int = 1
-    objective: str = "test:accuracy"
-    objective_type: str = "Maximize"
+    objective: str = job_config.OBJECTIVE
+    objective_type: str = job_config.OBJECTIVE_TYPE
 
 
 def unknown(kind, key, known):
@@ -127,8 +127,8 @@ def load_tuning(path, parser):
         strategy=content.get("strategy", "Bayesian"),
         max_jobs=content.get("max-jobs"),
         max_parallel_jobs=content.get("max-parallel-jobs", 1),
-        objective=content.get("objective", "test:accuracy"),
-        objective_type=content.get("objective-type", "Maximize"),
+        objective=content.get("objective", job_config.OBJECTIVE),
+        objective_type=content.get("objective-type", job_config.OBJECTIVE_TYPE),
     )
     check_limits(config)
     return config

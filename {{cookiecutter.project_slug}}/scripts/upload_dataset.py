@@ -33,7 +33,7 @@ def parse_args(argv=None):
         "--upload-dir",
         type=Path,
         default=aws_env.DATASET_DIR,
-        help="folder to upload, holding MNIST/raw/ (default: the project's dataset/)",
+        help="folder to upload, as src/data.py reads it (default: the project's dataset/)",
     )
     aws_env.add_region_option(parser)
     parser.add_argument(
@@ -209,10 +209,11 @@ def main(argv=None):
             f"upload_dataset.py: error: {folder} has no files; "
             "run `python scripts/prepare_dataset.py synthetic` (or `mnist`) first"
         )
-    if not (folder / "MNIST" / "raw").is_dir():
+    problems = job_config.source_module("data").problems(folder)  # what src/data.py reads
+    if problems:
         raise SystemExit(
-            f"upload_dataset.py: error: {folder} has no MNIST/raw/ folder, the layout train.py "
-            "reads; prepare it with scripts/prepare_dataset.py"
+            f"upload_dataset.py: error: {folder} is not a dataset src/data.py reads: "
+            f"{'; '.join(problems)}; prepare it with scripts/prepare_dataset.py"
         )
     bucket = args.bucket or aws_env.default_bucket(args.region)
     prefix = aws_env.split_s3_uri(aws_env.dataset_uri(bucket, args.prefix))[1]

@@ -1,9 +1,11 @@
-"""The training channel: MNIST in torchvision's layout, loaded once into memory.
+"""YOUR DATA: replace this file (and src/model.py) to train on your own problem.
 
-<data-dir>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte (or the same names + .gz),
-as written by scripts/prepare_dataset.py (synthetic or real). The uint8 images are normalised
-once into one tensor, which lives on the GPU when there is one and it fits; batches are then
-slices of it.
+The rest of the project asks this file for `load()` and `DatasetError` only, and knows nothing
+else about the data: not the number of classes, not the input shape, not the file format.
+
+The example is MNIST in torchvision's layout, as scripts/prepare_dataset.py writes it (synthetic
+or real): <data-dir>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte (.gz also read).
+The labelled training images are split into train and val; t10k is the test set.
 """
 
 import gzip
@@ -16,17 +18,53 @@ from pathlib import Path
 import torch
 from torchvision.datasets import MNIST
 
+from splits import Dataset, Split, hold_out
+
+CLASSES = [str(digit) for digit in range(10)]
 RAW_FILES = [
     f"{split}-{kind}-ubyte"
     for split in ("train", "t10k")
     for kind in ("images-idx3", "labels-idx1")
 ]
-# Real MNIST's pixel mean and standard deviation; a fixed pair keeps model.pt self-sufficient.
-MEAN, STD = 0.1307, 0.3081
 
 
 class DatasetError(Exception):
     """The dataset is missing or malformed; the message says what to do."""
+
+
+def load(data_dir, val_fraction, seed, info=None):
+    """The Dataset in data_dir: train, val (a `val_fraction` of the labelled examples, chosen
+    by `seed`) and test, as model-ready tensors.
+
+    info: a saved model's `info` (predict.py passes it) to prepare inputs exactly as they were
+    in training; None computes it from the training part.
+    """
+    with tempfile.TemporaryDirectory() as scratch:
+        root = uncompressed_root(data_dir, scratch)
+        shown_as = Path(data_dir) / "MNIST" / "raw"
+        labelled = Split(*read_split(root, True, shown_as))
+        test = Split(*read_split(root, False, shown_as))
+    train, val = hold_out(labelled, val_fraction, seed)
+    if info is None:
+        pixels = train.inputs.float().div_(255)
+        info = {
+            "classes": CLASSES,
+            "input_shape": [1, *train.inputs.shape[1:]],
+            "mean": pixels.mean().item(),  # statistics of this training part, saved with the model
+            "std": pixels.std().item(),
+        }
+    normalised = [Split(normalise(s.inputs, info), s.targets, s.ids) for s in (train, val, test)]
+    return Dataset(*normalised, info=info)
+
+
+def normalise(images, info):
+    """uint8 (n, 28, 28) -> (n, 1, 28, 28) with mean 0 and standard deviation 1.
+
+    Stored as float16: half the memory of float32, and still 6 times finer than the step
+    between two grey levels; batches come out as float32.
+    """
+    scaled = images.unsqueeze(1).to(torch.float16).div_(255)
+    return scaled.sub_(info["mean"]).div_(info["std"])
 
 
 def what_to_do():
@@ -78,57 +116,17 @@ def read_split(root, train, shown_as):
             f"malformed MNIST in {shown_as}: images {tuple(images.shape)}, labels {len(labels)} "
             f"(expected n x 28 x 28 images and n labels); {what_to_do()}"
         )
-    if len(labels) == 0 or labels.min() < 0 or labels.max() > 9:
-        raise DatasetError(f"malformed MNIST in {shown_as}: labels must be 0..9; {what_to_do()}")
+    if len(labels) < 2 or labels.min() < 0 or labels.max() >= len(CLASSES):
+        raise DatasetError(
+            f"malformed MNIST in {shown_as}: expected at least 2 images, labels 0..9; "
+            f"{what_to_do()}"
+        )
     return images, labels
 
 
-def place(tensors, device):
-    """Move to `device` when it has room for them (with margin), else keep them on the CPU."""
-    if device.type == "cuda":
-        free_bytes, _ = torch.cuda.mem_get_info(device)
-        if sum(t.nbytes for t in tensors) * 4 > free_bytes:
-            return [t.pin_memory() for t in tensors]  # batches then cross one by one, async
-    return [t.to(device) for t in tensors]
-
-
-def load_mnist(data_dir, device, train_size=None, test_size=None):
-    """{"train": (images, labels), "test": (images, labels)}, on `device` if they fit.
-
-    train_size/test_size keep the first N images of a split (None: all of them).
-    """
-    with tempfile.TemporaryDirectory() as scratch:
-        root = uncompressed_root(data_dir, scratch)
-        raw = Path(data_dir) / "MNIST" / "raw"
-        splits = {"train": read_split(root, True, raw), "test": read_split(root, False, raw)}
-    limits = {"train": train_size, "test": test_size}
-    loaded = {}
-    for name, (images, labels) in splits.items():
-        images, labels = images[: limits[name]], labels[: limits[name]]
-        loaded[name] = place([normalise(images), labels], device)
-    return loaded
-
-
-def normalise(images):
-    """uint8 (n, 28, 28) -> (n, 1, 28, 28) with mean 0 and standard deviation 1.
-
-    Stored as float16: half the memory of float32, and still 6 times finer than the step
-    between two grey levels. batches() hands out float32.
-    """
-    return images.unsqueeze(1).to(torch.float16).div_(255).sub_(MEAN).div_(STD)
-
-
-def batches(images, labels, batch_size, device, order=None, start=0):
-    """Yield (images, labels) mini-batches on `device` in `order` (default: as stored),
-    beginning with batch number `start`.
-
-    Slicing tensors already in memory replaces a DataLoader: no workers, no per-sample work.
-    """
-    for first in range(start * batch_size, len(labels), batch_size):
-        index = (
-            slice(first, first + batch_size) if order is None else order[first : first + batch_size]
-        )
-        yield (
-            images[index].to(device, non_blocking=True).float(),
-            labels[index].to(device, non_blocking=True),
-        )
+def problems(folder):
+    """What keeps `folder` from being a dataset load() reads ([] when none): upload_dataset.py
+    asks before it uploads anything."""
+    raw = Path(folder) / "MNIST" / "raw"
+    missing = [n for n in RAW_FILES if not (raw / n).is_file() and not (raw / f"{n}.gz").is_file()]
+    return [f"no {name} in {raw}" for name in missing]

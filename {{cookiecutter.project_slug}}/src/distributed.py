@@ -47,16 +47,16 @@ def finish(processes):
         dist.destroy_process_group()
 
 
-def shard(tensor, processes, same_length=False):
-    """This process's share: every world_size-th item, from its rank on.
+def shard(split, processes, same_length=False):
+    """This process's share of a Split: every world_size-th example, from its rank on.
 
-    same_length: cut up to world_size - 1 items so that every process gets as many (for
+    same_length: cut up to world_size - 1 examples so that every process gets as many (for
     training, where the processes take their steps together).
     """
     if not processes.active:
-        return tensor
-    end = len(tensor) // processes.world_size * processes.world_size if same_length else None
-    return tensor[processes.rank : end : processes.world_size].contiguous()
+        return split
+    end = len(split) // processes.world_size * processes.world_size if same_length else None
+    return split.take(slice(processes.rank, end, processes.world_size))
 
 
 def wrap(model, processes):
@@ -96,3 +96,13 @@ def same_buffers(model, processes):
     if processes.active:
         for buffer in model.buffers():
             dist.broadcast(buffer, src=0)
+
+
+def gather(tensor, processes):
+    """Every process's tensor, concatenated along the first dimension, in every process (every
+    process must call it; the shards may differ in length)."""
+    if not processes.active:
+        return tensor
+    pieces = [None] * processes.world_size
+    dist.all_gather_object(pieces, tensor.cpu())
+    return torch.cat(pieces).to(tensor.device)

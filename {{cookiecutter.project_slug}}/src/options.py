@@ -57,6 +57,14 @@ def finite_number(low, low_allowed=True):
     return parse
 
 
+def fraction(text):
+    """An argparse type: a number strictly between 0 and 1."""
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1, got {text}")
+    return value
+
+
 positive_int = whole_number(1)
 non_negative_int = whole_number(0)
 positive_float = finite_number(0, low_allowed=False)
@@ -82,7 +90,8 @@ def default_checkpoint_dir():
 
 def build_parser():
     parser = argparse.ArgumentParser(
-        description="Train the MNIST CNN locally or inside a SageMaker training job.",
+        description="Train the model of src/model.py on the data src/data.py reads, locally or "
+        "inside a SageMaker training job.",
         allow_abbrev=False,  # a config key must be an option's full name, never a prefix
         epilog="Booleans take true/false/1/0. Rerunning with the same hyperparameters resumes "
         "from the checkpoint in --checkpoint-dir.",
@@ -92,13 +101,13 @@ def build_parser():
         "--data-dir",
         type=Path,
         default=default_path("SM_CHANNEL_TRAINING", "dataset"),
-        help="folder holding MNIST/raw/ (default: $SM_CHANNEL_TRAINING or dataset/)",
+        help="the dataset folder src/data.py reads (default: $SM_CHANNEL_TRAINING or dataset/)",
     )
     paths.add_argument(
         "--model-dir",
         type=Path,
         default=default_path("SM_MODEL_DIR", "result/model"),
-        help="where model.pt goes (default: $SM_MODEL_DIR or result/model/)",
+        help="where model.pt and model.json go (default: $SM_MODEL_DIR or result/model/)",
     )
     paths.add_argument(
         "--output-data-dir",
@@ -117,22 +126,36 @@ def build_parser():
     hyper.add_argument(
         "--epochs", type=positive_int, default=5, help="passes over the training set"
     )
-    hyper.add_argument("--batch-size", type=positive_int, default=128, help="images per step")
+    hyper.add_argument("--batch-size", type=positive_int, default=128, help="examples per step")
     hyper.add_argument(
         "--lr", type=positive_float, default=0.01, help="peak learning rate (one-cycle schedule)"
     )
     hyper.add_argument(
         "--weight-decay", type=non_negative_float, default=1e-4, help="AdamW weight decay"
     )
-    hyper.add_argument(
-        "--width", type=whole_number(1, MAX_WIDTH), default=16, help="channels of the first conv"
-    )
     hyper.add_argument("--seed", type=whole_number(0, 2**32 - 1), default=42, help="random seed")
     hyper.add_argument(
-        "--train-size", type=non_negative_int, default=0, help="use the first N images (0: all)"
+        "--val-fraction",
+        type=fraction,
+        default=0.1,
+        help="share of the labelled examples held out for validation: the epoch line's val_* "
+        "metrics (default: 0.1)",
     )
     hyper.add_argument(
-        "--test-size", type=non_negative_int, default=0, help="test on the first N images (0: all)"
+        "--train-size",
+        type=non_negative_int,
+        default=0,
+        help="train on the first N training examples (0: all)",
+    )
+    hyper.add_argument(
+        "--test-size",
+        type=non_negative_int,
+        default=0,
+        help="test on the first N test examples (0: all)",
+    )
+    model = parser.add_argument_group("model (src/model.py reads these; add your model's here)")
+    model.add_argument(
+        "--width", type=whole_number(1, MAX_WIDTH), default=16, help="channels of the first conv"
     )
     running = parser.add_argument_group("running")
     running.add_argument(

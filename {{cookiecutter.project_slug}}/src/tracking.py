@@ -26,7 +26,7 @@ from pathlib import Path
 
 from options import PROJECT_ROOT
 
-EXPERIMENT_NAME = {{ cookiecutter.experiment_name | tojson }}
+EXPERIMENT_NAME = {{cookiecutter.experiment_name | tojson}}
 SQLITE_PREFIX = "sqlite:///"
 LOCAL_STORE = f"{SQLITE_PREFIX}{PROJECT_ROOT / 'result' / 'mlflow.db'}"
 RUN_KEY_TAG = "train_run_key"  # finds the run again when an interrupted training resumes
@@ -53,11 +53,14 @@ class Tracker:
     FINISH_SECONDS = 120
     STOPPED_SECONDS = 60
 
-    def __init__(self, config):
-        self.config = config
+    def __init__(self, config, state):
+        """state: the run's checkpointed state, where the tracking run's key is kept so that a
+        resumed training continues the same run."""
+        self.config, self.state = config, state
         self.process = None
 
     def __enter__(self):
+        self.state["tracking_run_key"] = self.start(self.state.get("tracking_run_key"))
         return self
 
     def start(self, run_key=None):
@@ -92,12 +95,15 @@ class Tracker:
         metrics = {key: value for key, value in row.items() if key != "epoch"}
         self.send(metrics=metrics, step=row["epoch"])
 
-    def finish(self, figures, model_file):
-        """Log the plots, and the model as model.pt (weights) + model.py (the network's code):
-        weights and code load without running stored code, unlike a pickled module."""
+    def finish(self, figures, model_files, test_metrics=None):
+        """Log the plots, the test set's metrics, and the model as model.pt (weights),
+        model.json (what rebuilding it takes) and model.py (the network's code): weights and
+        code load without running stored code, unlike a pickled module."""
+        if test_metrics:
+            self.send(metrics=test_metrics, step=self.config.epochs)
         for figure in figures:
             self.send(artifact=str(figure), folder="plots")
-        for file in (model_file, Path(__file__).with_name("model.py")):
+        for file in (*model_files, Path(__file__).with_name("model.py")):
             self.send(artifact=str(file), folder="model")
 
     def __exit__(self, kind, error, traceback):

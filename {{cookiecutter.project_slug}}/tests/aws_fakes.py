@@ -224,7 +224,7 @@ class FakeSageMaker:
                     [
                         (
                             int(time.time() * 1000),
-                            "epoch=1 train_loss=0.1 test_loss=0.1 test_accuracy=0.9",
+                            "epoch=1 train_loss=0.1 val_loss=0.1 val_accuracy=0.9",
                         )
                     ],
                 )

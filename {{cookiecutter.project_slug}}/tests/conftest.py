@@ -78,24 +78,25 @@ def train_argv():
 def stop_training_at(monkeypatch):
     """stop_training_at(epoch, batch): the next train() in this process gets SIGTERM, as from
     SageMaker, just before that batch (0-based) of that epoch (1-based) of its training."""
-    import train
 
     def arm(epoch, batch):
-        real_batches = train.batches
+        import splits
+
+        real_batches = splits.batches
         epochs_started = []
 
-        def batches(images, labels, batch_size, device, order=None, start=0):
-            training = order is not None  # evaluation takes the images in stored order
+        def batches(split, batch_size, device, order=None, start=0):
+            training = order is not None  # evaluation takes the examples in stored order
             epochs_started.extend([True] if training else [])
             for index, item in enumerate(
-                real_batches(images, labels, batch_size, device, order, start), start
+                real_batches(split, batch_size, device, order, start), start
             ):
                 if training and len(epochs_started) == epoch and index == batch:
-                    monkeypatch.setattr(train, "batches", real_batches)  # once is enough
+                    monkeypatch.setattr(splits, "batches", real_batches)  # once is enough
                     os.kill(os.getpid(), signal.SIGTERM)
                 yield item
 
-        monkeypatch.setattr(train, "batches", batches)
+        monkeypatch.setattr(splits, "batches", batches)
 
     return arm
 

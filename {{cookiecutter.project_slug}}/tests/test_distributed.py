@@ -2,6 +2,7 @@
 an interrupted run resumes; run_job.py --local runs the same through SDK v3's torchrun contract.
 """
 
+import csv
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ from aws_fakes import PROJECT_ROOT, run_script
 
 import options
 import train
+from options import build_parser
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 # Two processes with half the batch each take the same steps over the same images per step as
@@ -44,7 +46,7 @@ def test_two_processes_train_like_one_and_only_rank_0_writes(
     synthetic_dataset, train_argv, tmp_path
 ):
     one = train.train(
-        train.parse_config(
+        build_parser().parse_args(
             train_argv(synthetic_dataset, tmp_path / "one", "--epochs", "1", "--batch-size", "64")
         )
     )
@@ -54,15 +56,15 @@ def test_two_processes_train_like_one_and_only_rank_0_writes(
     output, _ = process.communicate(timeout=300)
 
     assert process.returncode == 0, output
-    assert "processes=2, each with train_images=1000 test_images=250" in output
+    assert "processes=2, each with train_examples=900 val_examples=100 test_examples=250" in output
     (epoch_line,) = [line for line in output.splitlines() if line.startswith("epoch=")]
     assert output.count("device=") == 1 and output.count("saved ") == 1
     assert files_under(tmp_path / "two") == files_under(tmp_path / "one")
     metrics = (tmp_path / "two" / "output" / "metrics.csv").read_text().splitlines()
     assert len(metrics) == 2  # header and one epoch, written once
-    accuracy = float(metrics[1].split(",")[-1])
-    assert abs(float(epoch_line.rsplit("=", 1)[1]) - accuracy) < 1e-4
-    assert abs(accuracy - one[-1]["test_accuracy"]) <= ACCURACY_BOUND
+    accuracy = float(next(csv.DictReader(metrics))["val_accuracy"])
+    assert f"val_accuracy={accuracy:.4f}" in epoch_line.split()
+    assert abs(accuracy - one[-1]["val_accuracy"]) <= ACCURACY_BOUND
     weights = torch.load(tmp_path / "two" / "model" / "model.pt")
     assert weights.keys() == torch.load(tmp_path / "one" / "model" / "model.pt").keys()
 
@@ -135,4 +137,4 @@ def test_local_job_with_two_processes_per_host_trains_and_saves_once(
     log = (exp_file.parent / "logs.txt").read_text()
     assert "torch.distributed.run --nnodes=1 --nproc_per_node=2 train.py" in log
     assert log.count("epoch=1 ") == 1 and "processes=2" in log
-    assert 0.9 <= exp["final_metrics"]["test:accuracy"] <= 1
+    assert 0.9 <= exp["final_metrics"]["val:accuracy"] <= 1

@@ -24,8 +24,8 @@ name = f"probe-{os.environ['RANK']}.json" if "RANK" in os.environ else "probe.js
 with open(os.path.join(os.environ["SM_MODEL_DIR"], name), "w") as f:
     json.dump(record, f)
 with open(os.path.join(os.environ["SM_OUTPUT_DATA_DIR"], "metrics.csv"), "w") as f:
-    f.write("epoch,train_loss,test_loss,test_accuracy\\n")
-print("epoch=1 train_loss=0.5 test_loss=0.4 test_accuracy=0.9")
+    f.write("epoch,train_loss,val_loss,val_accuracy\\n")
+print("epoch=1 train_loss=0.5 val_loss=0.4 val_accuracy=0.9")
 sys.exit(int(os.environ.get("PROBE_EXIT", "0")))
 """
 
@@ -201,7 +201,7 @@ def test_failing_entry_script_fails_the_job_with_its_last_words_and_keeps_output
 
     assert (run.status, run.exit_code) == ("Failed", 3)
     assert "exited with code 3" in run.failure_reason
-    assert "test_accuracy=0.9" in run.failure_reason
+    assert "val_accuracy=0.9" in run.failure_reason
     assert (workdir / "opt/ml/output/failure").read_text() == run.failure_reason
     with tarfile.open(run.output_tar) as output:
         assert output.getnames() == ["metrics.csv"]

@@ -88,7 +88,7 @@ def test_job_runs_and_its_model_outputs_and_logs_come_back(
     assert (
         (folder / "output" / "metrics.csv")
         .read_text()
-        .startswith("epoch,train_loss,test_loss,test_accuracy")
+        .startswith("epoch,train_loss,val_loss,val_accuracy")
     )
     log = (folder / "logs.txt").read_text()
     assert re.search(r"^\S+Z?\S* \[algo-1-\d+\] epoch=1 train_loss=", log, re.MULTILINE), log
@@ -97,7 +97,7 @@ def test_job_runs_and_its_model_outputs_and_logs_come_back(
     assert exp["dataset_uri"] == DATASET_URI + "/"  # a folder: dataset-v2/ beside it stays out
     assert exp["model_uri"].endswith(f"/{exp['job_name']}/output/model.tar.gz")
     assert exp["billable_seconds"] >= 1
-    assert 0 <= exp["final_metrics"]["test:accuracy"] <= 1
+    assert 0 <= exp["final_metrics"]["val:accuracy"] <= 1
     assert (exp["experiment"], exp["config"]) == (defaults.EXPERIMENT_NAME, "tiny")
     (request,) = fake_sagemaker.requests
     assert request["Environment"]["PYTHONUNBUFFERED"] == "1"
@@ -288,7 +288,7 @@ def test_missing_config_file_fails_fast_without_any_aws_call(aws_call_recorder, 
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (["--input-mode", "Pipe"], "train.py reads MNIST files"),
+        (["--input-mode", "Pipe"], "src/data.py reads files from a folder"),
         (["--use-spot", "--keep-alive", "600"], "does not work with --use-spot"),
         (["--no-use-spot", "--keep-alive", "21601"], "at most 21600 seconds"),
         (["--dataset-uri", "dataset/"], "not an S3 URI"),

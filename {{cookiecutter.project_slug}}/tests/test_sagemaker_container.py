@@ -208,7 +208,7 @@ def test_a_job_completes_as_pid_1_and_leaves_model_and_output_as_sagemaker_packs
     log = container.output()
     assert code == 0, log
     assert "Running Basic Script driver" in log and "epoch=1 " in log
-    assert container.packed("model") == ["model.pt"]
+    assert container.packed("model") == ["model.json", "model.pt"]
     assert {"metrics.csv", "curves.png"} <= set(container.packed("output/data"))
     assert not (container.opt_ml / "output" / "failure").exists()
 

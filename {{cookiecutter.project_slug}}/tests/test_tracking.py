@@ -4,6 +4,7 @@ train() waits for, so the store is complete when train() returns."""
 
 import contextlib
 import io
+import json
 import os
 import socket
 import sqlite3
@@ -12,9 +13,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 import checkpoint
+import metrics
 import tracking
 import train
-from options import PROJECT_ROOT
+from options import PROJECT_ROOT, build_parser
 
 
 @pytest.fixture(autouse=True)
@@ -53,14 +55,18 @@ def test_a_run_logs_params_metrics_plots_and_the_model(
     monkeypatch.setenv("MLFLOW_RUN_NAME", "tiny-run")
     argv = train_argv(synthetic_dataset, tmp_path, "--epochs", "2", "--tracking", "true")
 
-    history = train_quietly(train.parse_config(argv))
+    history = train_quietly(build_parser().parse_args(argv))
 
     client, run = only_run(local_store, tracking.EXPERIMENT_NAME)
     assert (run.info.status, run.info.run_name) == ("FINISHED", "tiny-run")
     assert run.data.params["epochs"] == "2" and run.data.params["lr"] == "0.01"
-    for metric in ("train_loss", "test_loss", "test_accuracy"):
+    for metric in metrics.EPOCH_COLUMNS[1:]:  # every metric of the epoch line
         logged = client.get_metric_history(run.info.run_id, metric)
         assert [(m.step, m.value) for m in logged] == [(r["epoch"], r[metric]) for r in history]
+    tested = json.loads((tmp_path / "output" / "test_metrics.json").read_text())
+    for metric, value in tested.items():  # the labelled test set's, once, at the last epoch
+        logged = client.get_metric_history(run.info.run_id, metric)
+        assert [(m.step, m.value) for m in logged] == [(2, value)]
     artifacts = {
         item.path
         for folder in ("plots", "model")
@@ -70,6 +76,7 @@ def test_a_run_logs_params_metrics_plots_and_the_model(
         "plots/curves.png",
         "plots/confusion_matrix.png",
         "model/model.pt",
+        "model/model.json",
         "model/model.py",
     }
     assert (tmp_path / "store" / "mlartifacts").is_dir() and not (tmp_path / "mlruns").exists()
@@ -100,7 +107,7 @@ def test_an_unreachable_server_warns_once_and_training_finishes(
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     argv = train_argv(synthetic_dataset, tmp_path, "--epochs", "2", "--tracking", "true")
 
-    history = train.train(train.parse_config(argv))
+    history = train.train(build_parser().parse_args(argv))
 
     assert [row["epoch"] for row in history] == [1, 2]
     assert (tmp_path / "model" / "model.pt").is_file()
@@ -119,7 +126,7 @@ def test_a_server_that_never_answers_costs_a_bounded_wait_and_the_model_is_saved
         monkeypatch.setattr(tracking.Tracker, "FINISH_SECONDS", 1)
         argv = train_argv(synthetic_dataset, tmp_path, "--epochs", "1", "--tracking", "true")
 
-        history = train.train(train.parse_config(argv))
+        history = train.train(build_parser().parse_args(argv))
 
     assert [row["epoch"] for row in history] == [1]
     assert (tmp_path / "model" / "model.pt").is_file()
@@ -133,7 +140,7 @@ def test_a_resumed_run_continues_the_same_mlflow_run(
     # What is tested is the run's continuation, not the wait's bound: wait for the tracking
     # process however slow this machine is (a job's bound is tested below).
     monkeypatch.setattr(tracking.Tracker, "STOPPED_SECONDS", None)
-    config = train.parse_config(
+    config = build_parser().parse_args(
         train_argv(synthetic_dataset, tmp_path, "--epochs", "2", "--tracking", "true")
     )
     stop_training_at(2, 3)
@@ -146,7 +153,7 @@ def test_a_resumed_run_continues_the_same_mlflow_run(
 
     client, run = only_run(local_store, "resumed-runs")
     assert run.info.run_id == stopped.info.run_id and run.info.status == "FINISHED"
-    logged = client.get_metric_history(run.info.run_id, "test_accuracy")
+    logged = client.get_metric_history(run.info.run_id, "val_accuracy")
     assert [m.step for m in logged] == [1, 2]
 
 
@@ -161,7 +168,7 @@ def test_a_store_left_half_migrated_is_set_aside_with_one_line_and_tracking_goes
         connection.execute("UPDATE alembic_version SET version_num = '451aebb31d03'")
     argv = train_argv(synthetic_dataset, tmp_path, "--epochs", "1", "--tracking", "true")
 
-    train.train(train.parse_config(argv))
+    train.train(build_parser().parse_args(argv))
 
     err = capfd.readouterr().err
     (kept,) = (tmp_path / "store").glob("mlflow.db.broken-*")

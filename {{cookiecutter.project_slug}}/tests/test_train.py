@@ -9,6 +9,7 @@ import contextlib
 import csv
 import gzip
 import io
+import json
 import os
 import re
 import shutil
@@ -26,13 +27,14 @@ from PIL import Image
 
 import checkpoint
 import data
+import saved_model
+import splits
 import train
-from model import Net
-from options import PROJECT_ROOT
+from options import PROJECT_ROOT, build_parser
 
 TRAIN_SCRIPT = PROJECT_ROOT / "src" / "train.py"
 EPOCH_LINE = re.compile(
-    r"epoch=(\d+) train_loss=(\d+\.\d+) test_loss=(\d+\.\d+) test_accuracy=([01]\.\d+)"
+    r"epoch=(\d+) train_loss=(\d+\.\d+) val_loss=(\d+\.\d+) val_accuracy=([01]\.\d+)"
 )
 CPU = torch.device("cpu")
 
@@ -65,7 +67,7 @@ def job_environment(**variables):
 def finished_run(synthetic_dataset, tmp_path_factory, train_argv):
     """Two uninterrupted epochs on the tiny set; the reference for the resume tests."""
     run_dir = tmp_path_factory.mktemp("uninterrupted")
-    config = train.parse_config(train_argv(synthetic_dataset, run_dir, "--epochs", "2"))
+    config = build_parser().parse_args(train_argv(synthetic_dataset, run_dir, "--epochs", "2"))
     history, lines = train_quietly(config)
     return SimpleNamespace(dir=run_dir, history=history, lines=lines)
 
@@ -78,7 +80,7 @@ def finished_run(synthetic_dataset, tmp_path_factory, train_argv):
     [("true", True), ("True", True), ("1", True), ("false", False), ("False", False), ("0", False)],
 )
 def test_booleans_accept_what_sagemaker_passes(text, expected):
-    config = train.parse_config(["--amp", text, "--deterministic", text, "--resume", text])
+    config = build_parser().parse_args(["--amp", text, "--deterministic", text, "--resume", text])
     assert (config.amp, config.deterministic, config.resume) == (expected, expected, expected)
 
 
@@ -103,13 +105,13 @@ def test_booleans_accept_what_sagemaker_passes(text, expected):
 )
 def test_bad_values_and_unknown_options_are_refused_naming_the_option(argv, capsys):
     with pytest.raises(SystemExit) as exit:
-        train.parse_config(argv)
+        build_parser().parse_args(argv)
     assert exit.value.code == 2
     assert argv[0] in capsys.readouterr().err
 
 
 def test_paths_come_from_sagemaker_variables_else_from_the_project(monkeypatch):
-    local = train.parse_config([])
+    local = build_parser().parse_args([])
     assert (local.data_dir, local.model_dir, local.output_data_dir, local.checkpoint_dir) == (
         PROJECT_ROOT / "dataset",
         PROJECT_ROOT / "result" / "model",
@@ -119,7 +121,7 @@ def test_paths_come_from_sagemaker_variables_else_from_the_project(monkeypatch):
     monkeypatch.setenv("SM_CHANNEL_TRAINING", "/opt/ml/input/data/training")
     monkeypatch.setenv("SM_MODEL_DIR", "/opt/ml/model")
     monkeypatch.setenv("SM_OUTPUT_DATA_DIR", "/opt/ml/output/data")
-    job = train.parse_config([])
+    job = build_parser().parse_args([])
     assert (job.data_dir, job.model_dir, job.output_data_dir, job.checkpoint_dir) == (
         Path("/opt/ml/input/data/training"),
         Path("/opt/ml/model"),
@@ -181,7 +183,7 @@ def test_malformed_dataset_is_reported_in_one_actionable_line(synthetic_dataset,
     shutil.copytree(synthetic_dataset, broken)
     damage(broken / "MNIST" / "raw", how)
     with pytest.raises(data.DatasetError) as error:
-        data.load_mnist(broken, CPU)
+        data.load(broken, 0.1, seed=0)
     message = str(error.value)
     assert "\n" not in message
     assert str(broken) in message and "prepare_dataset.py synthetic" in message
@@ -190,7 +192,7 @@ def test_malformed_dataset_is_reported_in_one_actionable_line(synthetic_dataset,
 def test_in_a_job_a_missing_dataset_points_at_the_s3_upload(tmp_path, monkeypatch):
     monkeypatch.setenv("SM_CHANNEL_TRAINING", str(tmp_path))
     with pytest.raises(data.DatasetError, match="upload_dataset.py"):
-        data.load_mnist(tmp_path, CPU)
+        data.load(tmp_path, 0.1, seed=0)
 
 
 def test_gzipped_files_are_read_like_plain_ones(synthetic_dataset, tmp_path):
@@ -199,24 +201,20 @@ def test_gzipped_files_are_read_like_plain_ones(synthetic_dataset, tmp_path):
     for name in data.RAW_FILES:
         content = (synthetic_dataset / "MNIST" / "raw" / name).read_bytes()
         (raw / f"{name}.gz").write_bytes(gzip.compress(content))
-    plain, zipped = data.load_mnist(synthetic_dataset, CPU), data.load_mnist(tmp_path, CPU)
-    for split in ("train", "test"):
-        assert all(torch.equal(a, b) for a, b in zip(plain[split], zipped[split], strict=True))
+    plain, zipped = data.load(synthetic_dataset, 0.1, 0), data.load(tmp_path, 0.1, 0)
+    for name in ("train", "val", "test"):
+        a, b = getattr(plain, name), getattr(zipped, name)
+        assert torch.equal(a.inputs, b.inputs) and torch.equal(a.targets, b.targets)
 
 
-def test_images_are_normalised_once_and_batches_cover_the_set_in_the_given_order(
-    synthetic_dataset,
-):
-    images, labels = data.load_mnist(synthetic_dataset, CPU)["train"]
-    assert images.shape == (2000, 1, 28, 28)
-    assert abs(images.float().mean().item()) < 0.5 and 0.5 < images.float().std().item() < 2
-    order = torch.randperm(len(labels))
-    served = list(data.batches(images, labels, 128, CPU, order))
-    assert [len(batch_labels) for _, batch_labels in served] == [128] * 15 + [80]
-    assert torch.equal(torch.cat([batch_labels for _, batch_labels in served]), labels[order])
-    assert served[0][0].dtype == torch.float32
-    resumed = list(data.batches(images, labels, 128, CPU, order, start=15))
-    assert torch.equal(resumed[0][1], served[15][1])
+def test_images_are_normalised_with_the_training_part_statistics(synthetic_dataset):
+    dataset = data.load(synthetic_dataset, 0.1, seed=0)
+    train_part = dataset.train.inputs.float()
+    assert train_part.shape == (1800, 1, 28, 28) and dataset.info["input_shape"] == [1, 28, 28]
+    assert abs(train_part.mean().item()) < 0.01 and abs(train_part.std().item() - 1) < 0.01
+    saved_info = {**dataset.info, "mean": 0.0, "std": 1.0}  # as predict.py passes a model's
+    again = data.load(synthetic_dataset, 0.1, seed=0, info=saved_info)
+    assert again.info == saved_info and not torch.equal(again.train.inputs, dataset.train.inputs)
 
 
 # A finished run
@@ -234,7 +232,7 @@ def test_each_epoch_prints_exactly_the_contract_line(finished_run):
 def test_metrics_csv_has_the_contract_header_and_the_printed_values(finished_run):
     with open(finished_run.dir / "output" / "metrics.csv", newline="") as file:
         rows = list(csv.reader(file))
-    assert rows[0] == ["epoch", "train_loss", "test_loss", "test_accuracy"]
+    assert rows[0] == ["epoch", "train_loss", "val_loss", "val_accuracy"]
     printed = [
         EPOCH_LINE.fullmatch(line) for line in finished_run.lines if line.startswith("epoch=")
     ]
@@ -246,18 +244,25 @@ def test_metrics_csv_has_the_contract_header_and_the_printed_values(finished_run
 
 
 def test_one_epoch_on_the_tiny_set_reaches_90_percent(finished_run):
-    assert finished_run.history[0]["test_accuracy"] >= 0.9
+    assert finished_run.history[0]["val_accuracy"] >= 0.9
 
 
-def test_model_pt_loads_into_a_fresh_network_and_scores_as_reported(
+def test_the_saved_model_rebuilds_from_its_folder_alone_and_scores_as_reported(
     finished_run, synthetic_dataset
 ):
-    model = Net()
-    model.load_state_dict(weights(finished_run.dir))
-    images, labels = data.load_mnist(synthetic_dataset, CPU)["test"]
+    model, about = saved_model.load(finished_run.dir / "model")
+    assert about["options"]["width"] == 16 and len(about["data"]["classes"]) == 10
+    options = about["options"]
+    dataset = data.load(synthetic_dataset, options["val_fraction"], options["seed"], about["data"])
     with torch.no_grad():
-        accuracy = (model.eval()(images.float()).argmax(1) == labels).double().mean().item()
-    assert accuracy == pytest.approx(finished_run.history[-1]["test_accuracy"], abs=0.004)
+        outputs = torch.cat([model(inputs) for inputs, _ in splits.batches(dataset.val, 500, CPU)])
+    accuracy = (outputs.argmax(1) == dataset.val.targets).double().mean().item()
+    assert accuracy == pytest.approx(finished_run.history[-1]["val_accuracy"], abs=1e-6)
+    test_line = next(line for line in finished_run.lines if line.startswith("test_loss="))
+    reported = json.loads((finished_run.dir / "output" / "test_metrics.json").read_text())
+    assert test_line == f"test_loss={reported['test_loss']:.4f} test_accuracy=" + format(
+        reported["test_accuracy"], ".4f"
+    )
 
 
 def test_plots_are_png_images(finished_run):
@@ -271,14 +276,15 @@ def test_plots_are_png_images(finished_run):
 
 @pytest.mark.parametrize(
     ("epoch", "batch"),
-    [(1, 5), (2, 15)],  # early in the first epoch; after the last step, before evaluation
+    [(1, 5), (2, -1)],  # early in the first epoch; at the last step, before evaluation
     ids=["mid-epoch-1", "end-of-epoch-2"],
 )
 def test_interrupted_then_resumed_run_ends_bit_for_bit_like_an_uninterrupted_one(
     finished_run, synthetic_dataset, tmp_path, train_argv, stop_training_at, epoch, batch
 ):
-    config = train.parse_config(train_argv(synthetic_dataset, tmp_path, "--epochs", "2"))
-    stop_training_at(epoch, batch)
+    config = build_parser().parse_args(train_argv(synthetic_dataset, tmp_path, "--epochs", "2"))
+    steps = int(re.search(r"steps_per_epoch=(\d+)", finished_run.lines[0])[1])
+    stop_training_at(epoch, batch % steps)  # -1: the last batch, however many the data makes
     with pytest.raises(checkpoint.Interrupted) as stopped:
         train_quietly(config)
     assert stopped.value.exit_code == 128 + signal.SIGTERM
@@ -300,14 +306,14 @@ def test_checkpoint_of_other_hyperparameters_is_set_aside_and_its_own_command_st
     argv = train_argv(synthetic_dataset, tmp_path, "--epochs", "2", "--train-size", "500")
     stop_training_at(2, 1)
     with pytest.raises(checkpoint.Interrupted):
-        train_quietly(train.parse_config(argv))
+        train_quietly(build_parser().parse_args(argv))
 
-    history, lines = train_quietly(train.parse_config([*argv, "--lr", "0.02"]))
+    history, lines = train_quietly(build_parser().parse_args([*argv, "--lr", "0.02"]))
     assert any(line.startswith("set aside") and "(other lr)" in line for line in lines)
     assert [row["epoch"] for row in history] == [1, 2]
     assert len(list((tmp_path / "checkpoints").glob("checkpoint-*.pt"))) == 1
 
-    history, lines = train_quietly(train.parse_config(argv))
+    history, lines = train_quietly(build_parser().parse_args(argv))
     assert any(line.startswith("resuming from") and "epoch 2, step 2" in line for line in lines)
     assert not any(line.startswith("epoch=1 ") for line in lines)  # epoch 1 was not trained again
     assert [row["epoch"] for row in history] == [1, 2]
@@ -325,9 +331,9 @@ def test_a_checkpoint_is_resumed_only_under_the_same_options_but_run_controls(
     synthetic_dataset, tmp_path, train_argv, change, resumes
 ):
     argv = train_argv(synthetic_dataset, tmp_path, "--epochs", "1", "--train-size", "500")
-    train_quietly(train.parse_config(argv))
+    train_quietly(build_parser().parse_args(argv))
 
-    _, lines = train_quietly(train.parse_config([*argv, *change]))
+    _, lines = train_quietly(build_parser().parse_args([*argv, *change]))
 
     assert any(line.endswith("writing its results again") for line in lines) == resumes
     assert any(line.startswith("set aside") for line in lines) == (not resumes)
@@ -337,10 +343,10 @@ def test_rerunning_a_finished_run_writes_its_results_again_without_training(
     synthetic_dataset, tmp_path, train_argv
 ):
     argv = train_argv(synthetic_dataset, tmp_path, "--epochs", "1", "--train-size", "500")
-    first, _ = train_quietly(train.parse_config(argv))
+    first, _ = train_quietly(build_parser().parse_args(argv))
     before = weights(tmp_path)
     (tmp_path / "model" / "model.pt").unlink()
-    again, lines = train_quietly(train.parse_config(argv))
+    again, lines = train_quietly(build_parser().parse_args(argv))
     assert again == first
     assert not any(line.startswith("epoch") for line in lines)
     assert_same_weights(weights(tmp_path), before)
@@ -528,14 +534,14 @@ def test_a_full_disk_fails_in_one_line_and_keeps_the_previous_model(
 def test_ctrl_c_while_loading_data_exits_130_with_one_line_and_writes_nothing(
     synthetic_dataset, tmp_path, train_argv, monkeypatch, capsys
 ):
-    real_load = train.load_mnist
+    real_load = data.load
 
     def load_then_ctrl_c(*args, **kwargs):
         loaded = real_load(*args, **kwargs)
         os.kill(os.getpid(), signal.SIGINT)  # the real signal, as from the terminal
         return loaded
 
-    monkeypatch.setattr(train, "load_mnist", load_then_ctrl_c)
+    monkeypatch.setattr(data, "load", load_then_ctrl_c)
     with pytest.raises(SystemExit) as exit:
         train.main(train_argv(synthetic_dataset, tmp_path, "--epochs", "1"))
 

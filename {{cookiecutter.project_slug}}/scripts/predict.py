@@ -1,0 +1,117 @@
+"""Predict the test set with a trained model and write submission.csv.
+
+    python scripts/predict.py                                  # the model of src/train.py
+    python scripts/predict.py --model result/model/<timestamp>  # a job's fetched results
+
+The model is rebuilt from model.pt and model.json (src/saved_model.py); src/data.py reads the
+test set and prepares it as in training. submission.csv has one row per test example:
+id,label (the predicted class's name). With image inputs, predictions.png shows some test
+images with their predictions and misclassified.png the validation images the model gets wrong.
+"""
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+import aws_env
+import job_config
+
+SHOWN = 32  # images per picture
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description="Predict the test set with a trained model; write submission.csv.",
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=aws_env.PROJECT_ROOT / "result" / "model",
+        help="folder holding model.pt and model.json, or a fetched job's folder "
+        "(default: result/model/, where src/train.py saves)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=aws_env.DATASET_DIR,
+        help="the dataset folder src/data.py reads (default: dataset/)",
+    )
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=aws_env.PROJECT_ROOT / "result" / "predictions",
+        help="where submission.csv and the pictures go (default: result/predictions/)",
+    )
+    return parser.parse_args(argv)
+
+
+def predict_split(model, split, torch):
+    """The model's outputs on every example of a split, in order, on the CPU."""
+    splits = job_config.source_module("splits")
+    with torch.no_grad():
+        return torch.cat([model(inputs) for inputs, _ in splits.batches(split, 500, "cpu")])
+
+
+def write_submission(ids, labels, path):
+    def write(rows, partial):
+        with open(partial, "w", newline="") as file:
+            writer = csv.writer(file)
+            writer.writerow(["id", "label"])
+            writer.writerows(rows)
+
+    job_config.source_module("checkpoint").write_atomically(
+        path, write, zip(ids, labels, strict=True)
+    )
+
+
+def pictures(dataset, test_outputs, model, out_dir, torch):
+    """predictions.png and misclassified.png, for image inputs (n, channels, height, width)."""
+    plots, classes = job_config.source_module("plots"), dataset.info["classes"]
+    if dataset.test.inputs.dim() != 4:
+        return []
+    shown = dataset.test.inputs[:SHOWN]
+    captions = [classes[i] for i in test_outputs[:SHOWN].argmax(dim=1).tolist()]
+    files = [plots.plot_examples(shown, captions, out_dir / "predictions.png", "Predictions")]
+    predicted = predict_split(model, dataset.val, torch).argmax(dim=1)
+    wrong = (predicted != dataset.val.targets).nonzero().flatten()[:SHOWN]
+    if len(wrong):
+        captions = [
+            f"{classes[dataset.val.targets[i]]} as {classes[predicted[i]]}" for i in wrong.tolist()
+        ]
+        title = "Misclassified validation images (true as predicted)"
+        images = dataset.val.inputs[wrong]
+        files.append(plots.plot_examples(images, captions, out_dir / "misclassified.png", title))
+    return files
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    saved_model, data = job_config.source_module("saved_model"), job_config.source_module("data")
+    import torch
+
+    try:
+        model, about = saved_model.load(args.model)
+        options = about["options"]
+        dataset = data.load(args.data_dir, options["val_fraction"], options["seed"], about["data"])
+    except (FileNotFoundError, data.DatasetError) as error:
+        sys.exit(f"predict.py: error: {error}")
+    if dataset.test is None:
+        sys.exit(f"predict.py: error: the dataset in {args.data_dir} has no test set to predict")
+    outputs = predict_split(model, dataset.test, torch)
+    classes = about["data"]["classes"]
+    labels = [classes[index] for index in outputs.argmax(dim=1).tolist()]
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    submission = args.out_dir / "submission.csv"
+    write_submission(dataset.test.ids, labels, submission)
+    print(f"wrote {submission}: {len(labels)} predictions")
+    if dataset.test.targets is not None:  # a labelled test set, as MNIST's
+        correct = (outputs.argmax(dim=1) == dataset.test.targets).double().mean().item()
+        print(f"test accuracy {correct:.4f} (the test set has labels)")
+    for picture in pictures(dataset, outputs, model, args.out_dir, torch):
+        print(f"wrote {picture}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""A trained model on disk: model.pt (the weights, a plain state_dict) and model.json (what
+rebuilding it takes: the data's info from data.py and the hyperparameters it was trained with).
+
+    import saved_model                                  # with src/ on sys.path
+    model, about = saved_model.load("result/model")     # ready for inference, on the CPU
+    about["data"]["classes"]                            # e.g. the class names
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+import checkpoint
+import model as model_code
+
+WEIGHTS, DESCRIPTION = "model.pt", "model.json"
+
+
+def save(folder, model, info, options):
+    """Write both files, each atomically (a reader sees the old file or the new one)."""
+    folder = Path(folder)
+    weights = {name: tensor.cpu().contiguous() for name, tensor in model.state_dict().items()}
+    about = {"data": info, "options": options}
+    checkpoint.write_atomically(folder / WEIGHTS, checkpoint.save_tensors, weights)
+    checkpoint.write_atomically(folder / DESCRIPTION, write_json, about)
+    return [folder / WEIGHTS, folder / DESCRIPTION]
+
+
+def write_json(content, path):
+    path.write_text(json.dumps(content, indent=2) + "\n")
+
+
+def find(folder):
+    """The folder holding model.pt and model.json: `folder` itself, or its model/ subfolder
+    (a fetched job's results); FileNotFoundError says what is missing."""
+    for candidate in (Path(folder), Path(folder) / "model"):
+        if (candidate / WEIGHTS).is_file() and (candidate / DESCRIPTION).is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"no {WEIGHTS} with {DESCRIPTION} in {folder} or {Path(folder) / 'model'}: "
+        "train first (python src/train.py), or pass a fetched job's folder"
+    )
+
+
+def load(folder, device="cpu"):
+    """(the model in eval mode on `device`, the description saved with it)."""
+    folder = find(folder)
+    about = json.loads((folder / DESCRIPTION).read_text())
+    model = model_code.build(about["data"], argparse.Namespace(**about["options"]))
+    weights = torch.load(folder / WEIGHTS, map_location=device, weights_only=True)
+    model.load_state_dict(weights)
+    return model.to(device).eval(), about
