@@ -165,6 +165,12 @@ def load_config(path, parser):
     return JobConfig(path=path, name=name, hyperparameters=hyperparameters)
 
 
+def did_you_mean(key, known):
+    """ "did you mean 'lr'? " for a near miss among `known`, else ""."""
+    close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
 def check_hyperparameters(hyperparameters, parser, source):
     """Unknown keys, SageMaker-owned paths and values train.py would reject -> ConfigError."""
     options = {
@@ -175,8 +181,7 @@ def check_hyperparameters(hyperparameters, parser, source):
     }
     for key in hyperparameters:
         if key not in options:
-            close = difflib.get_close_matches(str(key), options, n=1, cutoff=0.6)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            hint = did_you_mean(key, options)
             raise ConfigError(
                 f"{source}: unknown key {key!r}; {hint}(keys are src/train.py's options "
                 f"without '--': {', '.join(sorted(options))})"

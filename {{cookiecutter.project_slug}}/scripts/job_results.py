@@ -1,6 +1,6 @@
-"""A job's results on this machine: result/model/<timestamp>/ with
+"""A job's results on this machine: result/jobs/<timestamp>/ with
 
-    model/      model.tar.gz extracted (model.pt)
+    model/      model.tar.gz extracted (model.pt, model.json)
     output/     output.tar.gz extracted (metrics.csv, plots)
     logs.txt    every log line of every host, with timestamps
     exp.json    job name, status, failure reason, image, instance, hyperparameters, S3 URIs,
@@ -20,8 +20,9 @@ from pathlib import Path
 import aws_env
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
-TERMINAL_STATUSES = {"Completed", "Failed", "Stopped"}
-RESULTS_DIR = aws_env.PROJECT_ROOT / "result" / "model"
+TERMINAL_STATUSES = {"Completed", "Failed", "Stopped"}  # of training and tuning jobs alike
+# Apart from result/model/, where local training saves its model.
+RESULTS_DIR = aws_env.PROJECT_ROOT / "result" / "jobs"
 EXPANSION_RATIO = 50  # model weights hardly compress; a 50x ratio is a bomb, not a model
 EXPANSION_FLOOR = 256 * 1024 * 1024
 # SageMaker says "Requested resource not found."; moto "Could not find training job ...".

@@ -1,7 +1,7 @@
 """Predict the test set with a trained model and write submission.csv.
 
     python scripts/predict.py                                  # the model of src/train.py
-    python scripts/predict.py --model result/model/<timestamp>  # a job's fetched results
+    python scripts/predict.py --model result/jobs/<timestamp>  # a job's fetched results
 
 The model is rebuilt from model.pt and model.json (src/saved_model.py); src/data.py reads the
 test set and prepares it as in training. submission.csv has one row per test example:
@@ -24,17 +24,18 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description="Predict the test set with a trained model; write submission.csv.",
     )
+    train_parser = job_config.train_option_parser()  # where train.py saves and reads
     parser.add_argument(
         "--model",
         type=Path,
-        default=aws_env.PROJECT_ROOT / "result" / "model",
+        default=train_parser.get_default("model_dir"),
         help="folder holding model.pt and model.json, or a fetched job's folder "
         "(default: result/model/, where src/train.py saves)",
     )
     parser.add_argument(
         "--data-dir",
         type=Path,
-        default=aws_env.DATASET_DIR,
+        default=train_parser.get_default("data_dir"),
         help="the dataset folder src/data.py reads (default: dataset/)",
     )
     parser.add_argument(

@@ -17,10 +17,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+import aws_env
 import job_config
 import numpy as np
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SIZE = 28  # pixels per side, as in MNIST
 RAW_NAMES = [
     f"{split}-{kind}-ubyte"
@@ -244,7 +244,7 @@ def build_parser():
     common.add_argument(
         "--out",
         type=Path,
-        default=PROJECT_ROOT / "dataset",
+        default=aws_env.DATASET_DIR,
         help="folder that receives MNIST/raw/ (default: the project's dataset/)",
     )
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

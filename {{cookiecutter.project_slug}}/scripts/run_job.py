@@ -7,7 +7,7 @@
     python scripts/run_job.py --instance-count 2   # data-parallel on 2 hosts (torchrun)
     python scripts/run_job.py --fetch JOB    # wait for an existing job and fetch its results
 
-Results land in result/model/<timestamp>/ (one folder per job: model/, output/, logs.txt,
+Results land in result/jobs/<timestamp>/ (one folder per job: model/, output/, logs.txt,
 exp.json) whatever the outcome; the exit code is 0 only when every job completed.
 """
 
@@ -22,129 +22,16 @@ from pathlib import Path
 import aws_env
 import defaults
 import job_config
+import job_options
 import job_results
 from job_config import ConfigError
 
-EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 KEEP_ALIVE_MAX = 21600  # KeepAlivePeriodInSeconds' maximum in the API (botocore's model; tested)
-
-
-def input_mode(text):
-    if text.lower() == "pipe":
-        raise argparse.ArgumentTypeError(
-            "Pipe streams records through a FIFO, but src/data.py reads files from a folder; "
-            "use File (copy before start) or FastFile (stream from S3 on read)"
-        )
-    modes = {"file": "File", "fastfile": "FastFile"}
-    if text.lower() not in modes:
-        raise argparse.ArgumentTypeError(f"choose File or FastFile, not {text!r}")
-    return modes[text.lower()]
-
-
-def add_job_options(parser, numbers):
-    """What a training job runs on and with; run_job.py and tune.py share them."""
-    parser.add_argument(
-        "--dataset-uri",
-        help="training data: s3://... (default: s3://sagemaker-<region>-<account>/dataset, where "
-        "upload_dataset.py puts it); with --local also a folder (default: dataset/)",
-    )
-    parser.add_argument(
-        "--exp-name",
-        default=defaults.EXPERIMENT_NAME,
-        help="experiment: prefixes job names <exp>-<config>-<timestamp> (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--instance-type", default=defaults.INSTANCE_TYPE, help="default: %(default)s"
-    )
-    parser.add_argument(
-        "--instance-count",
-        type=numbers.positive_int,
-        default=1,
-        help="hosts; more than 1 trains data-parallel across them (implies --distributed; "
-        "default: %(default)s)",
-    )
-    parser.add_argument(
-        "--distributed",
-        action="store_true",
-        help="data-parallel with torchrun: one train.py process per GPU on every host, "
-        "gradients averaged (SDK v3's Torchrun)",
-    )
-    parser.add_argument(
-        "--processes-per-host",
-        type=numbers.positive_int,
-        help="with --distributed: train.py processes per host (default: one per GPU, "
-        "1 without GPUs)",
-    )
-    aws_env.add_region_option(parser)
-    parser.add_argument(
-        "--role",
-        default=os.environ.get("SAGEMAKER_ROLE_ARN") or defaults.SAGEMAKER_ROLE,
-        help=f"execution role name (in account {defaults.AWS_ACCOUNT_ID}) or ARN "
-        f"(default: $SAGEMAKER_ROLE_ARN, else {defaults.SAGEMAKER_ROLE})",
-    )
-    custom = ", or this project's ECR image" if defaults.CONTAINER == "custom" else ""
-    parser.add_argument(
-        "--image-uri",
-        help=f"training image (default: the SageMaker PyTorch {defaults.PYTORCH_VERSION} image "
-        f"for the instance type{custom})",
-    )
-    parser.add_argument(
-        "--input-mode",
-        type=input_mode,
-        default="File",
-        help="File: copy the dataset before training; FastFile: stream it from S3 as read "
-        "(default: %(default)s; Pipe does not suit train.py)",
-    )
-    #% if cookiecutter.experiment_tracking == "mlflow"
-    parser.add_argument(
-        "--mlflow-tracking-arn",
-        default=os.environ.get("MLFLOW_TRACKING_ARN"),
-        help="SageMaker managed MLflow tracking server ARN; the job logs to it "
-        "(default: $MLFLOW_TRACKING_ARN; none: the job does not track)",
-    )
-    #% endif
-    parser.add_argument(
-        "--max-run",
-        type=numbers.positive_int,
-        default=3600,
-        help="seconds of training at most (3600)",
-    )
-
-
-def check_job_options(parser, args, local=False):
-    """Checks and defaults that depend on several job options (parser.error on a bad one)."""
-    if args.processes_per_host and not args.distributed:
-        parser.error("--processes-per-host needs --distributed")
-    args.distributed = args.distributed or args.instance_count > 1
-    #% if cookiecutter.experiment_tracking == "mlflow"
-    arn = args.mlflow_tracking_arn
-    if arn and not arn.startswith("arn:aws"):
-        parser.error(f"--mlflow-tracking-arn: expected arn:aws:sagemaker:..., got {arn!r}")
-    #% endif
-    if args.dataset_uri is None:
-        bucket = aws_env.default_bucket(args.region)
-        args.dataset_uri = str(aws_env.DATASET_DIR) if local else aws_env.dataset_uri(bucket)
-    if local and not args.dataset_uri.startswith("s3://"):
-        args.dataset_uri = str(Path(args.dataset_uri).resolve())
-    else:
-        try:
-            aws_env.split_s3_uri(args.dataset_uri)
-        except ValueError as error:
-            parser.error(f"--dataset-uri: {error}; upload with scripts/upload_dataset.py")
-
-
-def parser_from_doc(doc):
-    """A parser described by a script's docstring: its first line, and its examples below."""
-    return argparse.ArgumentParser(
-        description=doc.split("\n")[0],
-        epilog=doc.split("\n", 2)[2],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
 
 
 def build_parser():
     numbers = job_config.train_options()  # the same checks train.py applies to its numbers
-    parser = parser_from_doc(__doc__)
+    parser = job_options.parser_from_doc(__doc__)
     parser.add_argument(
         "--config",
         nargs="+",
@@ -152,7 +39,7 @@ def build_parser():
         default=[aws_env.PROJECT_ROOT / "config" / "exp001.yaml"],
         help="hyperparameter YAML file(s); several launch one job each (default: exp001.yaml)",
     )
-    add_job_options(parser, numbers)
+    job_options.add_job_options(parser, numbers)
     parser.add_argument(
         "--use-spot",
         action=argparse.BooleanOptionalAction,
@@ -177,7 +64,7 @@ def build_parser():
         help="not spot: keep the instance warm this many seconds for the next job, which then "
         "starts in seconds (billed while warm; needs a warm pool quota; default: 0 = off)",
     )
-    add_result_options(parser, numbers, job_results.RESULTS_DIR, "result/model/")
+    job_options.add_result_options(parser, numbers, job_results.RESULTS_DIR, "result/jobs/")
     modes = parser.add_mutually_exclusive_group()
     modes.add_argument(
         "--dry-run", action="store_true", help="print the request as JSON; no AWS call"
@@ -195,38 +82,6 @@ def build_parser():
         help="an existing job: wait for it (unless --no-wait), then fetch its results",
     )
     return parser
-
-
-def writable_folder(text):
-    """An argparse type: a folder that exists or can be made, checked before any job starts
-    (a job launched and then unable to save its results is money spent for nothing)."""
-    path = Path(text)
-    existing = next(folder for folder in [path, *path.parents] if folder.exists())
-    if not existing.is_dir():
-        raise argparse.ArgumentTypeError(f"{existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(f"cannot write in {existing}")
-    return path
-
-
-def add_result_options(parser, numbers, results_dir, shown):
-    parser.add_argument(
-        "--out-dir",
-        type=writable_folder,
-        default=results_dir,
-        help=f"where result folders go (default: {shown})",
-    )
-    parser.add_argument(
-        "--poll-seconds",
-        type=numbers.positive_float,
-        default=30,
-        help="status check interval (default: 30)",
-    )
-    parser.add_argument(
-        "--no-wait",
-        action="store_true",
-        help="return after submitting; fetch later with --fetch NAME",
-    )
 
 
 def parse_args(argv=None):
@@ -250,7 +105,7 @@ def parse_args(argv=None):
             aws_env.split_s3_uri(args.checkpoint_uri)
         except ValueError as error:
             parser.error(f"--checkpoint-uri: {error}")
-    check_job_options(parser, args, local=args.local)
+    job_options.check_job_options(parser, args, local=args.local)
     return args
 
 
@@ -280,45 +135,10 @@ def load_configs(args):
     return named
 
 
-def job_spec(args):
-    from job_request import JobSpec, default_image_uri, role_arn
-
-    # Unbuffered, train.py's lines reach the logs as they are printed, not at exit.
-    environment = {"PYTHONUNBUFFERED": "1"}
-    #% if cookiecutter.experiment_tracking == "mlflow"
-    if args.mlflow_tracking_arn:
-        environment.update(
-            MLFLOW_TRACKING_URI=args.mlflow_tracking_arn, MLFLOW_EXPERIMENT_NAME=args.exp_name
-        )
-    #% endif
-    try:
-        image_uri = args.image_uri or default_image_uri(args.region, args.instance_type)
-    except ValueError as error:
-        raise ConfigError(f"no training image: {error}; pass --image-uri") from None
-    return JobSpec(
-        region=args.region,
-        role_arn=role_arn(args.role, args.region),
-        image_uri=image_uri,
-        instance_type=args.instance_type,
-        instance_count=args.instance_count,
-        dataset_uri=args.dataset_uri,
-        experiment=args.exp_name,
-        input_mode=args.input_mode,
-        use_spot=getattr(args, "use_spot", False),
-        max_run=args.max_run,
-        max_wait=getattr(args, "max_wait", 0),
-        keep_alive=getattr(args, "keep_alive", 0),
-        checkpoint_uri=getattr(args, "checkpoint_uri", None),
-        environment=environment,
-        distributed=args.distributed,
-        processes_per_host=args.processes_per_host,
-    )
-
-
 def dry_run(args, configs):
     from job_request import build_request, offline_session
 
-    spec = job_spec(args)
+    spec = job_options.job_spec(args)
     requests = []
     with offline_session(args.region, aws_env.default_bucket(args.region)) as session:
         for config, base_name in configs:
@@ -351,7 +171,7 @@ def show_driver(request, session):
 
 
 def job_folder(args, job_name, config, several):
-    """result/model/<timestamp>/, or <timestamp>-<config>/ when several configs run together."""
+    """result/jobs/<timestamp>/, or <timestamp>-<config>/ when several configs run together."""
     stamp = job_results.job_timestamp(job_name)
     return job_results.results_folder(
         args.out_dir, job_name, f"{stamp}-{config.name}" if several else stamp
@@ -380,7 +200,7 @@ def run_local(args, configs):
     import local_job
     from job_request import build_request, offline_session
 
-    spec = job_spec(args)
+    spec = job_options.job_spec(args)
     outcomes = []
     for config, base_name in configs:
         with (
@@ -406,7 +226,7 @@ def run_local(args, configs):
             outcomes.append((config.name, {**summary, "results_dir": folder}, problems))
             if run.status == "Stopped":
                 break
-    return EXIT_INTERRUPTED if run.status == "Stopped" else report(outcomes)
+    return job_options.EXIT_INTERRUPTED if run.status == "Stopped" else report(outcomes)
 
 
 def console_url(region, job_name):
@@ -432,7 +252,7 @@ def launch(args, configs):
 
     session = aws_env.boto_session(args.region)
     sagemaker = session.client("sagemaker")
-    spec = job_spec(args)
+    spec = job_options.job_spec(args)
     launched, outcomes = [], []  # launched: (config name, job name, folder)
     sagemaker_session = online_session(args.region, aws_env.default_bucket(args.region))
     for config, base_name in configs:
@@ -474,8 +294,8 @@ def attach(args):
             continue
         launched.append((None, name, job_results.results_folder(args.out_dir, name)))
     if not launched:
-        return EXIT_FAILED
-    return follow(args, session, launched, []) or (EXIT_FAILED if missing else 0)
+        return job_options.EXIT_FAILED
+    return follow(args, session, launched, []) or (job_options.EXIT_FAILED if missing else 0)
 
 
 def follow(args, session, launched, outcomes):
@@ -485,12 +305,12 @@ def follow(args, session, launched, outcomes):
         if not args.no_wait:
             wait(session, [job_name for _, job_name, _ in launched], args.poll_seconds)
     except KeyboardInterrupt:
-        exit_code = EXIT_INTERRUPTED
+        exit_code = job_options.EXIT_INTERRUPTED
         print("\nInterrupted. The jobs keep running on SageMaker, and billing; to stop them:")
         for _, job_name, _ in launched:
             print(f"  aws sagemaker stop-training-job --training-job-name {job_name}")
     except Exception as error:
-        exit_code = EXIT_FAILED
+        exit_code = job_options.EXIT_FAILED
         print(f"run_job.py: error while waiting: {aws_env.describe_error(error)}", file=sys.stderr)
     for config_name, job_name, folder in launched:
         try:
@@ -558,7 +378,7 @@ def report(outcomes, good_statuses=None):
     succeeded = all(
         summary.get("status") in good_statuses and not problems for _, summary, problems in outcomes
     )
-    return 0 if succeeded and outcomes else EXIT_FAILED
+    return 0 if succeeded and outcomes else job_options.EXIT_FAILED
 
 
 def main(argv=None):
@@ -574,10 +394,10 @@ def main(argv=None):
         return launch(args, configs)
     except ConfigError as error:
         print(f"run_job.py: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return job_options.EXIT_USAGE
     except KeyboardInterrupt:
         print("\nInterrupted.", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return job_options.EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -6,14 +6,13 @@
 
 SageMaker starts training jobs with values from the config's ranges (SDK v3's
 HyperparameterTuner), reads the objective metric from each job's log with the metric
-definitions run_job.py uses, and names the trial with the best final value. Results land in
+definitions job_options.py uses, and names the trial with the best final value. Results land in
 result/tune/<tuning job name>/: tuning.json (best job, its hyperparameters and metric), trials.csv
-(every trial, best first) and best/ (the best job's model, outputs and logs, as run_job.py
+(every trial, best first) and best/ (the best job's model, outputs and logs, as job_options.py
 fetches a job).
 """
 
 import csv
-import difflib
 import json
 import sys
 import time
@@ -22,8 +21,8 @@ from pathlib import Path
 
 import aws_env
 import job_config
+import job_options
 import job_results
-import run_job
 from job_config import ConfigError
 
 RESULTS_DIR = aws_env.PROJECT_ROOT / "result" / "tune"
@@ -34,7 +33,6 @@ RANGE_FIELDS["categorical"] = {"values"}
 CONFIG_KEYS = ["strategy", "max-jobs", "max-parallel-jobs", "objective", "objective-type"]
 CONFIG_KEYS += ["hyperparameters", "ranges"]
 TUNING_NAME_LIMIT = 32  # SageMaker's limit for tuning job names
-TERMINAL_STATUSES = {"Completed", "Failed", "Stopped"}
 
 
 @dataclass
@@ -51,8 +49,7 @@ class TuningConfig:
 
 
 def unknown(kind, key, known):
-    close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
-    hint = f"did you mean {close[0]!r}? " if close else ""
+    hint = job_config.did_you_mean(key, known)
     return f"unknown {kind} {key!r}; {hint}(expected one of: {', '.join(sorted(known))})"
 
 
@@ -231,7 +228,7 @@ def wait(sagemaker, name, poll_seconds):
         if line != last:
             print(line)
             last = line
-        if status in TERMINAL_STATUSES:
+        if status in job_results.TERMINAL_STATUSES:
             return
         time.sleep(poll_seconds)
 
@@ -307,12 +304,12 @@ def report(summary, rows, folder):
     for row in rows[:10]:
         print("  " + "  ".join(f"{key}={value}" for key, value in row.items()))
     print(f"{len(rows)} trial(s); results in {folder}")
-    return 0 if summary["status"] == "Completed" and best else run_job.EXIT_FAILED
+    return 0 if summary["status"] == "Completed" and best else job_options.EXIT_FAILED
 
 
 def build_parser():
     numbers = job_config.train_options()
-    parser = run_job.parser_from_doc(__doc__)
+    parser = job_options.parser_from_doc(__doc__)
     parser.add_argument(
         "--config",
         type=Path,
@@ -320,8 +317,8 @@ def build_parser():
         help="tuning YAML: strategy, limits, objective, fixed hyperparameters and ranges "
         "(default: config/tune001.yaml)",
     )
-    run_job.add_job_options(parser, numbers)
-    run_job.add_result_options(parser, numbers, RESULTS_DIR, "result/tune/")
+    job_options.add_job_options(parser, numbers)
+    job_options.add_result_options(parser, numbers, RESULTS_DIR, "result/tune/")
     modes = parser.add_mutually_exclusive_group()
     modes.add_argument(
         "--dry-run", action="store_true", help="print the request as JSON; no AWS call"
@@ -333,7 +330,7 @@ def build_parser():
 def parse_args(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    run_job.check_job_options(parser, args)
+    job_options.check_job_options(parser, args)
     if args.distributed:
         parser.error(
             "trials run train.py as one process per job (SageMaker starts them through the "
@@ -352,7 +349,7 @@ def main(argv=None):
         name = args.fetch
         if not name:
             tuning = load_tuning(args.config, job_config.train_option_parser())
-            spec = run_job.job_spec(args)
+            spec = job_options.job_spec(args)
             name = tuning_job_name(args.exp_name, tuning.name)
         bucket = aws_env.default_bucket(args.region)
         if args.dry_run:
@@ -365,10 +362,10 @@ def main(argv=None):
             print(f"Launched tuning job {name}")
     except ConfigError as error:
         print(f"tune.py: error: {error}", file=sys.stderr)
-        return run_job.EXIT_USAGE
+        return job_options.EXIT_USAGE
     except Exception as error:  # API, credentials, role
         print(f"tune.py: error: {aws_env.describe_error(error)}", file=sys.stderr)
-        return run_job.EXIT_FAILED
+        return job_options.EXIT_FAILED
     session = aws_env.boto_session(args.region)
     exit_code = None
     try:
@@ -378,7 +375,7 @@ def main(argv=None):
             print(f"Fetch later: python scripts/tune.py --fetch {name}")
             return 0
     except KeyboardInterrupt:
-        exit_code = run_job.EXIT_INTERRUPTED
+        exit_code = job_options.EXIT_INTERRUPTED
         print("\nInterrupted. The tuning job keeps running, and billing; to stop it, run")
         stop = "aws sagemaker stop-hyper-parameter-tuning-job --hyper-parameter-tuning-job-name"
         print(f"  {stop} {name}")
@@ -387,7 +384,7 @@ def main(argv=None):
         summary, rows, problems = fetch(session, name, folder)
     except Exception as error:
         print(f"tune.py: error: fetching {name}: {aws_env.describe_error(error)}", file=sys.stderr)
-        return run_job.EXIT_FAILED
+        return job_options.EXIT_FAILED
     for problem in problems:
         print(f"tune.py: {problem}", file=sys.stderr)
     return exit_code or report(summary, rows, folder)

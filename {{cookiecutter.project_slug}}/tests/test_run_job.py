@@ -542,7 +542,7 @@ def test_readme_walkthrough_runs_end_to_end_and_local_gives_what_sagemaker_gives
 
     cloud, local = (
         json.loads((folder / "exp.json").read_text())
-        for folder in result_folders(project / "result" / "model")
+        for folder in result_folders(project / "result" / "jobs")
     )
     assert (cloud["mode"], local["mode"]) == ("sagemaker", "local")
     assert cloud["status"] == local["status"] == "Completed"

@@ -1,0 +1,193 @@
+"""The command line that job-launching scripts share (run_job.py, tune.py): what a training
+job runs on and with, where its results go, and the exit codes.
+"""
+
+import argparse
+import os
+from pathlib import Path
+
+import aws_env
+import defaults
+from job_config import ConfigError
+
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+def input_mode(text):
+    if text.lower() == "pipe":
+        raise argparse.ArgumentTypeError(
+            "Pipe streams records through a FIFO, but src/data.py reads files from a folder; "
+            "use File (copy before start) or FastFile (stream from S3 on read)"
+        )
+    modes = {"file": "File", "fastfile": "FastFile"}
+    if text.lower() not in modes:
+        raise argparse.ArgumentTypeError(f"choose File or FastFile, not {text!r}")
+    return modes[text.lower()]
+
+
+def add_job_options(parser, numbers):
+    """What a training job runs on and with; run_job.py and tune.py share them."""
+    parser.add_argument(
+        "--dataset-uri",
+        help="training data: s3://... (default: s3://sagemaker-<region>-<account>/dataset, where "
+        "upload_dataset.py puts it); with --local also a folder (default: dataset/)",
+    )
+    parser.add_argument(
+        "--exp-name",
+        default=defaults.EXPERIMENT_NAME,
+        help="experiment: prefixes job names <exp>-<config>-<timestamp> (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--instance-type", default=defaults.INSTANCE_TYPE, help="default: %(default)s"
+    )
+    parser.add_argument(
+        "--instance-count",
+        type=numbers.positive_int,
+        default=1,
+        help="hosts; more than 1 trains data-parallel across them (implies --distributed; "
+        "default: %(default)s)",
+    )
+    parser.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel with torchrun: one train.py process per GPU on every host, "
+        "gradients averaged (SDK v3's Torchrun)",
+    )
+    parser.add_argument(
+        "--processes-per-host",
+        type=numbers.positive_int,
+        help="with --distributed: train.py processes per host (default: one per GPU, "
+        "1 without GPUs)",
+    )
+    aws_env.add_region_option(parser)
+    parser.add_argument(
+        "--role",
+        default=os.environ.get("SAGEMAKER_ROLE_ARN") or defaults.SAGEMAKER_ROLE,
+        help=f"execution role name (in account {defaults.AWS_ACCOUNT_ID}) or ARN "
+        f"(default: $SAGEMAKER_ROLE_ARN, else {defaults.SAGEMAKER_ROLE})",
+    )
+    custom = ", or this project's ECR image" if defaults.CONTAINER == "custom" else ""
+    parser.add_argument(
+        "--image-uri",
+        help=f"training image (default: the SageMaker PyTorch {defaults.PYTORCH_VERSION} image "
+        f"for the instance type{custom})",
+    )
+    parser.add_argument(
+        "--input-mode",
+        type=input_mode,
+        default="File",
+        help="File: copy the dataset before training; FastFile: stream it from S3 as read "
+        "(default: %(default)s; Pipe does not suit train.py)",
+    )
+    #% if cookiecutter.experiment_tracking == "mlflow"
+    parser.add_argument(
+        "--mlflow-tracking-arn",
+        default=os.environ.get("MLFLOW_TRACKING_ARN"),
+        help="SageMaker managed MLflow tracking server ARN; the job logs to it "
+        "(default: $MLFLOW_TRACKING_ARN; none: the job does not track)",
+    )
+    #% endif
+    parser.add_argument(
+        "--max-run",
+        type=numbers.positive_int,
+        default=3600,
+        help="seconds of training at most (3600)",
+    )
+
+
+def check_job_options(parser, args, local=False):
+    """Checks and defaults that depend on several job options (parser.error on a bad one)."""
+    if args.processes_per_host and not args.distributed:
+        parser.error("--processes-per-host needs --distributed")
+    args.distributed = args.distributed or args.instance_count > 1
+    #% if cookiecutter.experiment_tracking == "mlflow"
+    arn = args.mlflow_tracking_arn
+    if arn and not arn.startswith("arn:aws"):
+        parser.error(f"--mlflow-tracking-arn: expected arn:aws:sagemaker:..., got {arn!r}")
+    #% endif
+    if args.dataset_uri is None:
+        bucket = aws_env.default_bucket(args.region)
+        args.dataset_uri = str(aws_env.DATASET_DIR) if local else aws_env.dataset_uri(bucket)
+    if local and not args.dataset_uri.startswith("s3://"):
+        args.dataset_uri = str(Path(args.dataset_uri).resolve())
+    else:
+        try:
+            aws_env.split_s3_uri(args.dataset_uri)
+        except ValueError as error:
+            parser.error(f"--dataset-uri: {error}; upload with scripts/upload_dataset.py")
+
+
+def parser_from_doc(doc):
+    """A parser described by a script's docstring: its first line, and its examples below."""
+    return argparse.ArgumentParser(
+        description=doc.split("\n")[0],
+        epilog=doc.split("\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def writable_folder(text):
+    """An argparse type: a folder that exists or can be made, checked before any job starts
+    (a job launched and then unable to save its results is money spent for nothing)."""
+    path = Path(text)
+    existing = next(folder for folder in [path, *path.parents] if folder.exists())
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"{existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot write in {existing}")
+    return path
+
+
+def add_result_options(parser, numbers, results_dir, shown):
+    parser.add_argument(
+        "--out-dir",
+        type=writable_folder,
+        default=results_dir,
+        help=f"where result folders go (default: {shown})",
+    )
+    parser.add_argument(
+        "--poll-seconds",
+        type=numbers.positive_float,
+        default=30,
+        help="status check interval (default: 30)",
+    )
+    parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="return after submitting; fetch later with --fetch NAME",
+    )
+
+
+def job_spec(args):
+    from job_request import JobSpec, default_image_uri, role_arn
+
+    # Unbuffered, train.py's lines reach the logs as they are printed, not at exit.
+    environment = {"PYTHONUNBUFFERED": "1"}
+    #% if cookiecutter.experiment_tracking == "mlflow"
+    if args.mlflow_tracking_arn:
+        environment.update(
+            MLFLOW_TRACKING_URI=args.mlflow_tracking_arn, MLFLOW_EXPERIMENT_NAME=args.exp_name
+        )
+    #% endif
+    try:
+        image_uri = args.image_uri or default_image_uri(args.region, args.instance_type)
+    except ValueError as error:
+        raise ConfigError(f"no training image: {error}; pass --image-uri") from None
+    return JobSpec(
+        region=args.region,
+        role_arn=role_arn(args.role, args.region),
+        image_uri=image_uri,
+        instance_type=args.instance_type,
+        instance_count=args.instance_count,
+        dataset_uri=args.dataset_uri,
+        experiment=args.exp_name,
+        input_mode=args.input_mode,
+        use_spot=getattr(args, "use_spot", False),
+        max_run=args.max_run,
+        max_wait=getattr(args, "max_wait", 0),
+        keep_alive=getattr(args, "keep_alive", 0),
+        checkpoint_uri=getattr(args, "checkpoint_uri", None),
+        environment=environment,
+        distributed=args.distributed,
+        processes_per_host=args.processes_per_host,
+    )

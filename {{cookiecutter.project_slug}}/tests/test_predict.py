@@ -1,0 +1,83 @@
+"""scripts/predict.py: a trained model, rebuilt from its folder alone, predicts the test set
+into submission.csv; a missing model or dataset ends in one line."""
+
+import contextlib
+import csv
+import io
+import json
+import shutil
+
+import predict
+import pytest
+
+import data
+import train
+from options import build_parser
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic_dataset, tmp_path_factory, train_argv):
+    run_dir = tmp_path_factory.mktemp("trained")
+    argv = train_argv(synthetic_dataset, run_dir, "--epochs", "1", "--train-size", "500")
+    with contextlib.redirect_stdout(io.StringIO()):
+        train.train(build_parser().parse_args(argv))
+    return run_dir
+
+
+def run_predict(*argv, capsys):
+    code = predict.main([str(word) for word in argv])
+    return code, capsys.readouterr()
+
+
+def test_submission_has_one_row_per_test_example_with_a_class_name(
+    trained, synthetic_dataset, tmp_path, capsys
+):
+    argv = ["--model", trained / "model", "--data-dir", synthetic_dataset, "--out-dir", tmp_path]
+    code, printed = run_predict(*argv, capsys=capsys)
+
+    assert code == 0, printed.err
+    about = json.loads((trained / "model" / "model.json").read_text())
+    options = about["options"]
+    test = data.load(
+        synthetic_dataset, options["val_fraction"], options["seed"], about["data"]
+    ).test
+    with open(tmp_path / "submission.csv", newline="") as file:
+        rows = list(csv.reader(file))
+    assert rows[0] == ["id", "label"]
+    assert [row[0] for row in rows[1:]] == test.ids
+    assert {row[1] for row in rows[1:]} <= set(about["data"]["classes"])
+    # The test set has labels here: predict.py's accuracy is the one training reported.
+    reported = json.loads((trained / "output" / "test_metrics.json").read_text())
+    assert f"test accuracy {reported['test_accuracy']:.4f}" in printed.out
+    assert (tmp_path / "predictions.png").is_file()
+
+
+def test_a_fetched_job_folder_is_found_through_its_model_subfolder(
+    trained, synthetic_dataset, tmp_path, capsys
+):
+    job = tmp_path / "20260101000000"
+    shutil.copytree(trained / "model", job / "model")
+
+    argv = ["--model", job, "--data-dir", synthetic_dataset, "--out-dir", tmp_path / "out"]
+    code, printed = run_predict(*argv, capsys=capsys)
+
+    assert code == 0, printed.err
+    assert (tmp_path / "out" / "submission.csv").is_file()
+
+
+@pytest.mark.parametrize("missing", ["model", "dataset"])
+def test_a_missing_model_or_dataset_ends_in_one_line_and_writes_nothing(
+    missing, trained, synthetic_dataset, tmp_path
+):
+    model = tmp_path / "none" if missing == "model" else trained / "model"
+    dataset = tmp_path / "none" if missing == "dataset" else synthetic_dataset
+
+    argv = ["--model", model, "--data-dir", dataset, "--out-dir", tmp_path / "out"]
+    with pytest.raises(SystemExit) as exit:
+        predict.main([str(word) for word in argv])
+
+    message = exit.value.code
+    assert isinstance(message, str) and "\n" not in message
+    assert message.startswith("predict.py: error:")
+    assert str(tmp_path / "none") in message
+    assert not (tmp_path / "out").exists()
