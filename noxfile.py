@@ -23,7 +23,12 @@ REQUIREMENTS = [
 # Smoke renders: the defaults, then every other choice of each option at least once.
 SMOKE_RENDERS = {
     "defaults": [],
-    "no-tracking-custom-container": ["experiment_tracking=none", "container=custom"],
+    "no-tracking-custom-container-images": [
+        "experiment_tracking=none",
+        "container=custom",
+        "task=images",
+    ],
+    "tabular": ["task=tabular"],
 }
 # The render whose requirements include every optional dependency.
 SUPERSET_RENDER = ["experiment_tracking=mlflow", "container=custom"]

@@ -5,6 +5,7 @@ Runs inside the new project directory. Installs nothing, so rendering stays fast
 
 import json
 import shlex
+import shutil
 import stat
 from pathlib import Path
 
@@ -21,6 +22,18 @@ OPTIONAL_FILES = {
         ["docker/Dockerfile", "scripts/build_and_push.sh", "tests/test_container.py"],
     ),
 }
+
+
+def place_task_files(root):
+    """The chosen task's own files (tasks/<task>/src/data.py, ...) into their places; the
+    other tasks' files go."""
+    chosen = root / "tasks" / CONTEXT["task"]
+    for source in sorted(chosen.rglob("*")):
+        if source.is_file():
+            target = root / source.relative_to(chosen)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source.replace(target)
+    shutil.rmtree(root / "tasks")
 
 
 def make_kept_folders(root):
@@ -67,6 +80,7 @@ def print_next_steps(root):
 
 def main():
     root = Path.cwd()
+    place_task_files(root)
     make_kept_folders(root)
     remove_unused_files(root)
     make_scripts_executable(root)

@@ -296,6 +296,8 @@ README_OPTIONS = [
     {"experiment_tracking": "mlflow", "container": "custom", "use_spot_instances": True},
     {"experiment_tracking": "none", "container": "custom", "use_spot_instances": False},
 ]
+for options, task in zip(README_OPTIONS, ["mnist", "images", "tabular", "mnist"], strict=True):
+    options["task"] = task
 READMES = ["README.md", "README.ja.md"]
 SHELL_FENCES = {"bash", "sh", "shell"}
 IGNORED_TOKENS = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT}

@@ -5,7 +5,8 @@
 
 The model is rebuilt from model.pt and model.json (src/saved_model.py); src/data.py reads the
 test set and prepares it as in training. submission.csv has one row per test example:
-id,label (the predicted class's name). With image inputs, predictions.png shows some test
+id,label (the predicted class's name), or id,probability (of the second of two classes) where
+data.py asks for it. With image inputs, predictions.png shows some test
 images with their predictions and misclassified.png the validation images the model gets wrong.
 """
 
@@ -54,16 +55,24 @@ def predict_split(model, split, torch):
         return torch.cat([model(inputs) for inputs, _ in splits.batches(split, 500, "cpu")])
 
 
-def write_submission(ids, labels, path):
+def submission(outputs, info):
+    """(column name, one value per example): the predicted class's name, or, where data.py
+    asks for it with two classes, the probability of the second class."""
+    if info.get("submit_probability"):
+        probabilities = outputs.float().softmax(dim=1)[:, 1].tolist()
+        return "probability", [f"{value:.6f}" for value in probabilities]
+    return "label", [info["classes"][index] for index in outputs.argmax(dim=1).tolist()]
+
+
+def write_submission(ids, column, values, path):
     def write(rows, partial):
         with open(partial, "w", newline="") as file:
             writer = csv.writer(file)
-            writer.writerow(["id", "label"])
+            writer.writerow(["id", column])
             writer.writerows(rows)
 
-    job_config.source_module("checkpoint").write_atomically(
-        path, write, zip(ids, labels, strict=True)
-    )
+    rows = zip(ids, values, strict=True)
+    job_config.source_module("checkpoint").write_atomically(path, write, rows)
 
 
 def pictures(dataset, test_outputs, model, out_dir, torch):
@@ -100,12 +109,11 @@ def main(argv=None):
     if dataset.test is None:
         sys.exit(f"predict.py: error: the dataset in {args.data_dir} has no test set to predict")
     outputs = predict_split(model, dataset.test, torch)
-    classes = about["data"]["classes"]
-    labels = [classes[index] for index in outputs.argmax(dim=1).tolist()]
+    column, values = submission(outputs, about["data"])
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    submission = args.out_dir / "submission.csv"
-    write_submission(dataset.test.ids, labels, submission)
-    print(f"wrote {submission}: {len(labels)} predictions")
+    path = args.out_dir / "submission.csv"
+    write_submission(dataset.test.ids, column, values, path)
+    print(f"wrote {path}: {len(values)} predictions ({column})")
     if dataset.test.targets is not None:  # a labelled test set, as MNIST's
         correct = (outputs.argmax(dim=1) == dataset.test.targets).double().mean().item()
         print(f"test accuracy {correct:.4f} (the test set has labels)")

@@ -155,7 +155,11 @@ def build_parser():
     )
     model = parser.add_argument_group("model (src/model.py reads these; add your model's here)")
     model.add_argument(
-        "--width", type=whole_number(1, MAX_WIDTH), default=16, help="channels of the first conv"
+        "--width",
+        type=whole_number(1, MAX_WIDTH),
+        default=16,
+        help="the model's size as src/model.py reads it (the example CNN: channels of its first "
+        "convolution; default: 16)",
     )
     running = parser.add_argument_group("running")
     running.add_argument(

@@ -18,7 +18,7 @@ for folder in ("src", "scripts"):
 
 import prepare_dataset  # noqa: E402
 
-TINY_TRAIN, TINY_TEST = 2000, 500  # enough for one epoch to reach 90% in about a second
+TINY_TRAIN, TINY_TEST = 2000, 500  # enough for one epoch to reach 90% in a few seconds
 
 
 def pytest_configure(config):
@@ -27,7 +27,8 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session")
 def synthetic_dataset(tmp_path_factory):
-    """A tiny synthetic MNIST (2000 train, 500 test images) in the channel layout."""
+    """A tiny synthetic dataset of this project's kind (2000 labelled, 500 test examples), written
+    by scripts/prepare_dataset.py in the layout src/data.py reads."""
     folder = tmp_path_factory.mktemp("dataset")
     prepare_dataset.prepare_synthetic(folder, TINY_TRAIN, TINY_TEST, seed=0)
     return folder

@@ -61,8 +61,8 @@ def probe_run(tmp_path, monkeypatch, aws_credentials):
     (source / job_config.ENTRY_SCRIPT).write_text(PROBE)
     (source / "requirements.txt").write_text("")
     training = tmp_path / "dataset"
-    (training / "MNIST" / "raw").mkdir(parents=True)
-    (training / "MNIST" / "raw" / "train-images-idx3-ubyte").write_bytes(b"data")
+    (training / "part").mkdir(parents=True)
+    (training / "part" / "examples.bin").write_bytes(b"data")
     monkeypatch.setattr(job_request, "SOURCE_DIR", source)
     spec = job_request.JobSpec(
         region=REGION,
@@ -183,9 +183,7 @@ def test_environment_matches_the_sdk_environment_script(probe_run, monkeypatch, 
     assert json.loads(sdk["SM_CHANNELS"]) == ["training", "code", "sm_drivers"]
     assert probe["env"]["TRAINING_JOB_NAME"] == request["TrainingJobName"]
     assert probe["env"]["FROM_REQUEST"] == "yes"
-    assert (
-        opt_ml / "input/data/training/MNIST/raw/train-images-idx3-ubyte"
-    ).read_bytes() == b"data"
+    assert (opt_ml / "input/data/training/part/examples.bin").read_bytes() == b"data"
 
 
 def test_model_and_output_archives_hold_the_folders_content(probe_run):

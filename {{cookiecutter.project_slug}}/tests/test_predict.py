@@ -29,7 +29,7 @@ def run_predict(*argv, capsys):
     return code, capsys.readouterr()
 
 
-def test_submission_has_one_row_per_test_example_with_a_class_name(
+def test_submission_has_one_row_per_test_example_with_a_class_or_a_probability(
     trained, synthetic_dataset, tmp_path, capsys
 ):
     argv = ["--model", trained / "model", "--data-dir", synthetic_dataset, "--out-dir", tmp_path]
@@ -43,13 +43,17 @@ def test_submission_has_one_row_per_test_example_with_a_class_name(
     ).test
     with open(tmp_path / "submission.csv", newline="") as file:
         rows = list(csv.reader(file))
-    assert rows[0] == ["id", "label"]
     assert [row[0] for row in rows[1:]] == test.ids
-    assert {row[1] for row in rows[1:]} <= set(about["data"]["classes"])
-    # The test set has labels here: predict.py's accuracy is the one training reported.
-    reported = json.loads((trained / "output" / "test_metrics.json").read_text())
-    assert f"test accuracy {reported['test_accuracy']:.4f}" in printed.out
-    assert (tmp_path / "predictions.png").is_file()
+    if about["data"].get("submit_probability"):  # two classes, where data.py asks for it
+        assert rows[0] == ["id", "probability"]
+        assert all(0 <= float(row[1]) <= 1 for row in rows[1:])
+    else:
+        assert rows[0] == ["id", "label"]
+        assert {row[1] for row in rows[1:]} <= set(about["data"]["classes"])
+    if test.targets is not None:  # a labelled test set: the accuracy training reported
+        reported = json.loads((trained / "output" / "test_metrics.json").read_text())
+        assert f"test accuracy {reported['test_accuracy']:.4f}" in printed.out
+    assert (tmp_path / "predictions.png").is_file() == (test.inputs.dim() == 4)  # images
 
 
 def test_a_fetched_job_folder_is_found_through_its_model_subfolder(

@@ -107,9 +107,9 @@ def test_job_runs_and_its_model_outputs_and_logs_come_back(
 def test_failed_job_saves_logs_and_reason_and_exits_nonzero(
     fake_sagemaker, aws, tiny_config, tmp_path
 ):
-    broken = tmp_path / "broken" / "MNIST" / "raw"
-    broken.mkdir(parents=True)
-    (broken / "train-images-idx3-ubyte").write_bytes(b"not an idx file")
+    broken = tmp_path / "broken"  # a channel without the dataset src/data.py reads
+    broken.mkdir()
+    (broken / "notes.txt").write_text("the data is elsewhere")
     aws.client("s3").create_bucket(Bucket=BUCKET)
     upload_folder(aws.client("s3"), tmp_path / "broken", f"s3://{BUCKET}/broken")
     out = tmp_path / "results"

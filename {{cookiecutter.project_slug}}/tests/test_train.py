@@ -7,7 +7,6 @@ train.py as SageMaker does, in a process of its own.
 
 import contextlib
 import csv
-import gzip
 import io
 import json
 import os
@@ -19,14 +18,13 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
-import prepare_dataset
 import pytest
 import torch
 from PIL import Image
 
 import checkpoint
 import data
+import metrics
 import saved_model
 import splits
 import train
@@ -130,93 +128,6 @@ def test_paths_come_from_sagemaker_variables_else_from_the_project(monkeypatch):
     )
 
 
-# Data
-
-
-def test_missing_dataset_stops_the_cli_with_one_actionable_line(tmp_path, train_argv):
-    absent = tmp_path / "no-data"
-    with pytest.raises(SystemExit) as exit:
-        train.main(train_argv(absent, tmp_path))
-    message = exit.value.code  # sys.exit(message): printed to stderr, exit status 1
-    assert isinstance(message, str) and "\n" not in message
-    assert str(absent / "MNIST" / "raw") in message
-    assert "python scripts/prepare_dataset.py synthetic" in message
-    assert not (tmp_path / "model").exists()
-
-
-def damage(raw, how):
-    if how == "truncated images":
-        path = raw / "train-images-idx3-ubyte"
-        path.write_bytes(path.read_bytes()[:5000])
-    elif how == "not an IDX file":
-        (raw / "t10k-labels-idx1-ubyte").write_text("hello")
-    elif how == "fewer labels than images":
-        prepare_dataset.write_idx(raw / "t10k-labels-idx1-ubyte", np.zeros(10, np.uint8))
-    elif how == "labels beyond 9":
-        prepare_dataset.write_idx(raw / "t10k-labels-idx1-ubyte", np.full(500, 12, np.uint8))
-    elif how == "a file missing":
-        (raw / "t10k-images-idx3-ubyte").unlink()
-    elif how == "truncated gzip":
-        path = raw / "train-images-idx3-ubyte"
-        compressed = gzip.compress(path.read_bytes())
-        path.unlink()
-        path.with_name(f"{path.name}.gz").write_bytes(compressed[: len(compressed) // 2])
-    elif how == "gzip name, other content":
-        path = raw / "t10k-labels-idx1-ubyte"
-        path.rename(path.with_name(f"{path.name}.gz"))
-
-
-@pytest.mark.parametrize(
-    "how",
-    [
-        "truncated images",
-        "not an IDX file",
-        "fewer labels than images",
-        "labels beyond 9",
-        "a file missing",
-        "truncated gzip",
-        "gzip name, other content",
-    ],
-)
-def test_malformed_dataset_is_reported_in_one_actionable_line(synthetic_dataset, tmp_path, how):
-    broken = tmp_path / "broken"
-    shutil.copytree(synthetic_dataset, broken)
-    damage(broken / "MNIST" / "raw", how)
-    with pytest.raises(data.DatasetError) as error:
-        data.load(broken, 0.1, seed=0)
-    message = str(error.value)
-    assert "\n" not in message
-    assert str(broken) in message and "prepare_dataset.py synthetic" in message
-
-
-def test_in_a_job_a_missing_dataset_points_at_the_s3_upload(tmp_path, monkeypatch):
-    monkeypatch.setenv("SM_CHANNEL_TRAINING", str(tmp_path))
-    with pytest.raises(data.DatasetError, match="upload_dataset.py"):
-        data.load(tmp_path, 0.1, seed=0)
-
-
-def test_gzipped_files_are_read_like_plain_ones(synthetic_dataset, tmp_path):
-    raw = tmp_path / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    for name in data.RAW_FILES:
-        content = (synthetic_dataset / "MNIST" / "raw" / name).read_bytes()
-        (raw / f"{name}.gz").write_bytes(gzip.compress(content))
-    plain, zipped = data.load(synthetic_dataset, 0.1, 0), data.load(tmp_path, 0.1, 0)
-    for name in ("train", "val", "test"):
-        a, b = getattr(plain, name), getattr(zipped, name)
-        assert torch.equal(a.inputs, b.inputs) and torch.equal(a.targets, b.targets)
-
-
-def test_images_are_normalised_with_the_training_part_statistics(synthetic_dataset):
-    dataset = data.load(synthetic_dataset, 0.1, seed=0)
-    train_part = dataset.train.inputs.float()
-    assert train_part.shape == (1800, 1, 28, 28) and dataset.info["input_shape"] == [1, 28, 28]
-    assert abs(train_part.mean().item()) < 0.01 and abs(train_part.std().item() - 1) < 0.01
-    saved_info = {**dataset.info, "mean": 0.0, "std": 1.0}  # as predict.py passes a model's
-    again = data.load(synthetic_dataset, 0.1, seed=0, info=saved_info)
-    assert again.info == saved_info and not torch.equal(again.train.inputs, dataset.train.inputs)
-
-
 # A finished run
 
 
@@ -251,18 +162,28 @@ def test_the_saved_model_rebuilds_from_its_folder_alone_and_scores_as_reported(
     finished_run, synthetic_dataset
 ):
     model, about = saved_model.load(finished_run.dir / "model")
-    assert about["options"]["width"] == 16 and len(about["data"]["classes"]) == 10
     options = about["options"]
+    assert options["width"] == 16  # the options it was trained with, to rebuild it
+    assert about["data"] == data.load(synthetic_dataset, options["val_fraction"], 0).info
     dataset = data.load(synthetic_dataset, options["val_fraction"], options["seed"], about["data"])
     with torch.no_grad():
         outputs = torch.cat([model(inputs) for inputs, _ in splits.batches(dataset.val, 500, CPU)])
     accuracy = (outputs.argmax(1) == dataset.val.targets).double().mean().item()
     assert accuracy == pytest.approx(finished_run.history[-1]["val_accuracy"], abs=1e-6)
-    test_line = next(line for line in finished_run.lines if line.startswith("test_loss="))
-    reported = json.loads((finished_run.dir / "output" / "test_metrics.json").read_text())
-    assert test_line == f"test_loss={reported['test_loss']:.4f} test_accuracy=" + format(
-        reported["test_accuracy"], ".4f"
-    )
+
+
+def test_a_labelled_test_set_is_scored_once_at_the_end_and_an_unlabelled_one_never(
+    finished_run, synthetic_dataset
+):
+    test = data.load(synthetic_dataset, 0.1, seed=0).test
+    test_lines = [line for line in finished_run.lines if line.startswith("test_")]
+    reported = finished_run.dir / "output" / "test_metrics.json"
+    if test is None or test.targets is None:
+        assert test_lines == [] and not reported.exists()
+        return
+    scores = json.loads(reported.read_text())
+    assert test_lines == [" ".join(f"{name}={value:.4f}" for name, value in scores.items())]
+    assert list(scores) == [f"test_{metric.name}" for metric in metrics.EVALUATED]
 
 
 def test_plots_are_png_images(finished_run):

@@ -4,6 +4,7 @@ import os
 import re
 
 import aws_env
+import prepare_dataset
 import pytest
 import upload_dataset
 from aws_fakes import PROJECT_ROOT, REGION, run_script
@@ -14,15 +15,27 @@ BUCKET = aws_env.default_bucket(REGION)
 
 @pytest.fixture
 def dataset(tmp_path):
-    """MNIST/raw/ files, one big enough for a multipart upload, and a .gitkeep to leave out."""
+    """A tiny dataset as src/data.py reads it, a file big enough for a multipart upload, and a
+    .gitkeep to leave out."""
     folder = tmp_path / "dataset"
-    raw = folder / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    (raw / "train-images-idx3-ubyte").write_bytes(os.urandom(upload_dataset.PART_SIZE + 12345))
-    for name in ["train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]:
-        (raw / name).write_bytes(os.urandom(3000))
+    prepare_dataset.prepare_synthetic(folder, 20, 10, seed=0)
+    (folder / "extra").mkdir()
+    (folder / "extra" / "big.bin").write_bytes(os.urandom(upload_dataset.PART_SIZE + 12345))
     (folder / ".gitkeep").touch()
     return folder
+
+
+def regular_files(folder):
+    """What an upload sends: regular, not hidden, files."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def smallest_file(folder):
+    return min(regular_files(folder), key=lambda path: (path.stat().st_size, path))
+
+
+def key_of(path, folder):
+    return f"dataset/{path.relative_to(folder).as_posix()}"
 
 
 def upload(*options, cwd):
@@ -49,51 +62,48 @@ def test_upload_creates_the_default_bucket_and_prints_the_dataset_uri(aws, datas
 
     assert done.returncode == 0, done.stderr
     s3 = aws.client("s3")
-    assert stored(s3) == {
-        f"dataset/{path.relative_to(dataset).as_posix()}": path.read_bytes()
-        for path in dataset.rglob("*-ubyte")
-    }
-    total_mib = sum(path.stat().st_size for path in dataset.rglob("*-ubyte")) / 2**20
-    assert sent(done.stdout) == (4, round(total_mib, 1), 0)
+    files = regular_files(dataset)
+    assert stored(s3) == {key_of(path, dataset): path.read_bytes() for path in files}
+    total_mib = sum(path.stat().st_size for path in files) / 2**20
+    assert sent(done.stdout) == (len(files), round(total_mib, 1), 0)
     assert f"--dataset-uri s3://{BUCKET}/dataset\n" in done.stdout
 
 
 def test_unchanged_rerun_sends_nothing_and_a_changed_file_is_sent_again(aws, dataset, tmp_path):
     assert upload("--upload-dir", dataset, cwd=tmp_path).returncode == 0
 
+    count = len(regular_files(dataset))
     again = upload("--upload-dir", dataset, cwd=tmp_path)
-    assert sent(again.stdout) == (0, 0.0, 4)
+    assert sent(again.stdout) == (0, 0.0, count)
 
-    labels = dataset / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
-    labels.write_bytes(os.urandom(3000))  # same size, other content
+    small = smallest_file(dataset)
+    small.write_bytes(os.urandom(small.stat().st_size))  # same size, other content
     changed = upload("--upload-dir", dataset, cwd=tmp_path)
-    assert sent(changed.stdout) == (1, 0.0, 3)
-    assert (
-        stored(aws.client("s3"))["dataset/MNIST/raw/t10k-labels-idx1-ubyte"] == labels.read_bytes()
-    )
+    assert sent(changed.stdout) == (1, 0.0, count - 1)
+    assert stored(aws.client("s3"))[key_of(small, dataset)] == small.read_bytes()
 
 
 def test_interrupted_upload_is_completed_by_a_rerun(aws, dataset):
     s3 = aws.client("s3")
     s3.create_bucket(Bucket=BUCKET)
     broken = aws.client("s3")
+    count, lost = len(regular_files(dataset)), smallest_file(dataset)
 
     def connection_drops(params, **_):
-        if params["Key"].endswith("t10k-images-idx3-ubyte"):
+        if params["Key"] == key_of(lost, dataset):
             raise ConnectionError("connection reset")
 
     broken.meta.events.register("before-parameter-build.s3.PutObject", connection_drops)
 
-    with pytest.raises(
-        RuntimeError, match=r"1 of 4 files failed(.|\n)*t10k-images-idx3-ubyte: ConnectionError"
-    ):
+    failed = rf"1 of {count} files failed(.|\n)*{lost.relative_to(dataset)}: ConnectionError"
+    with pytest.raises(RuntimeError, match=failed):
         upload_dataset.upload(broken, dataset, BUCKET, "dataset")
-    assert len(stored(s3)) == 3
+    assert len(stored(s3)) == count - 1
 
     files, sent_bytes, skipped = upload_dataset.upload(s3, dataset, BUCKET, "dataset")
-    assert (files, sent_bytes, skipped) == (1, 3000, 3)
-    assert len(stored(s3)) == 4
-    assert upload_dataset.upload(s3, dataset, BUCKET, "dataset") == (0, 0, 4)
+    assert (files, sent_bytes, skipped) == (1, lost.stat().st_size, count - 1)
+    assert len(stored(s3)) == count
+    assert upload_dataset.upload(s3, dataset, BUCKET, "dataset") == (0, 0, count)
 
 
 def test_prefix_puts_the_dataset_in_a_sub_folder(aws, dataset, tmp_path):
@@ -101,7 +111,7 @@ def test_prefix_puts_the_dataset_in_a_sub_folder(aws, dataset, tmp_path):
 
     assert done.returncode == 0, done.stderr
     assert set(stored(aws.client("s3"))) == {
-        f"dataset/v2/{path.relative_to(dataset).as_posix()}" for path in dataset.rglob("*-ubyte")
+        f"dataset/v2/{path.relative_to(dataset).as_posix()}" for path in regular_files(dataset)
     }
     assert f"--dataset-uri s3://{BUCKET}/dataset/v2\n" in done.stdout
 
@@ -130,7 +140,7 @@ def test_predicted_etag_matches_what_s3_reports_for_single_and_multipart(aws, da
     for key, (size, etag) in upload_dataset.remote_objects(s3, BUCKET, "dataset").items():
         path = dataset / key.removeprefix("dataset/")
         assert (size, etag) == (path.stat().st_size, upload_dataset.predicted_etag(path))
-    big = dataset / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    big = dataset / "extra" / "big.bin"
     assert upload_dataset.predicted_etag(big).endswith("-2")
 
 
@@ -139,24 +149,24 @@ def test_links_hidden_and_special_files_are_named_and_never_sent(aws, dataset, t
     (outside / "secrets").mkdir(parents=True)
     (outside / "secret.txt").write_text("credentials")
     (outside / "secrets" / "key.pem").write_text("private key")
-    raw = dataset / "MNIST" / "raw"
-    (raw / "secret.txt").symlink_to(outside / "secret.txt")
-    (raw / "secrets").symlink_to(outside / "secrets", target_is_directory=True)
-    (raw / ".DS_Store").write_bytes(b"finder")
-    os.mkfifo(raw / "pipe")
+    files = regular_files(dataset)
+    extra = dataset / "extra"
+    (extra / "secret.txt").symlink_to(outside / "secret.txt")
+    (extra / "secrets").symlink_to(outside / "secrets", target_is_directory=True)
+    (extra / ".DS_Store").write_bytes(b"finder")
+    os.mkfifo(extra / "pipe")
 
     done = upload("--upload-dir", dataset, cwd=tmp_path)
 
     assert done.returncode == 0, done.stderr
-    keys = set(stored(aws.client("s3")))
-    assert keys == {f"dataset/MNIST/raw/{path.name}" for path in raw.glob("*-ubyte")}
+    assert set(stored(aws.client("s3"))) == {key_of(path, dataset) for path in files}
     (skipped,) = [line for line in done.stdout.splitlines() if line.startswith("Skipped")]
     assert skipped.startswith("Skipped 4: ")
     for shown in [
-        "MNIST/raw/.DS_Store (hidden)",
-        f"MNIST/raw/secret.txt (a link, to {outside / 'secret.txt'})",
-        f"MNIST/raw/secrets (a link, to {outside / 'secrets'})",
-        "MNIST/raw/pipe (not a regular file)",
+        "extra/.DS_Store (hidden)",
+        f"extra/secret.txt (a link, to {outside / 'secret.txt'})",
+        f"extra/secrets (a link, to {outside / 'secrets'})",
+        "extra/pipe (not a regular file)",
     ]:
         assert shown in skipped
 
@@ -188,7 +198,7 @@ def test_bad_upload_options_are_refused_in_one_line_before_any_aws_call(
 def test_a_rerun_aborts_the_multipart_uploads_an_interrupted_run_left(aws, dataset, tmp_path):
     s3 = aws.client("s3")
     s3.create_bucket(Bucket=BUCKET)
-    key = "dataset/MNIST/raw/train-images-idx3-ubyte"
+    key = "dataset/extra/big.bin"
     left = s3.create_multipart_upload(Bucket=BUCKET, Key=key)["UploadId"]
     s3.upload_part(Bucket=BUCKET, Key=key, UploadId=left, PartNumber=1, Body=b"x" * 5 * 2**20)
 
@@ -197,4 +207,4 @@ def test_a_rerun_aborts_the_multipart_uploads_an_interrupted_run_left(aws, datas
     assert done.returncode == 0, done.stderr
     assert "Aborted 1 unfinished multipart upload(s) of an earlier run" in done.stdout
     assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
-    assert sent(done.stdout)[0] == 4
+    assert sent(done.stdout)[0] == len(regular_files(dataset))

@@ -1,14 +1,20 @@
-"""scripts/prepare_dataset.py: the synthetic set in torchvision's MNIST layout, deterministic
-per seed; the real download fails with one clear line when there is no network."""
+"""The MNIST example's data: scripts/prepare_dataset.py writes the synthetic set in torchvision's
+MNIST layout, deterministic per seed (the real download fails with one clear line when there is no
+network), and src/data.py reads it, or says in one line what is missing or malformed."""
 
+import gzip
+import shutil
 import socket
 import struct
 
 import numpy as np
 import prepare_dataset
 import pytest
+import torch
 from torchvision.datasets import MNIST
 
+import data
+import train
 from options import PROJECT_ROOT
 
 RAW_NAMES = {  # torchvision's MNIST layout: the dataset channel's contract
@@ -132,3 +138,90 @@ def test_an_out_folder_that_is_a_file_fails_in_one_line_and_keeps_the_file(tmp_p
     message = exit.value.code
     assert isinstance(message, str) and "\n" not in message and str(occupied) in message
     assert occupied.read_text() == "my notes"
+
+
+# src/data.py
+
+
+def test_missing_dataset_stops_the_cli_with_one_actionable_line(tmp_path, train_argv):
+    absent = tmp_path / "no-data"
+    with pytest.raises(SystemExit) as exit:
+        train.main(train_argv(absent, tmp_path))
+    message = exit.value.code  # sys.exit(message): printed to stderr, exit status 1
+    assert isinstance(message, str) and "\n" not in message
+    assert str(absent / "MNIST" / "raw") in message
+    assert "python scripts/prepare_dataset.py synthetic" in message
+    assert not (tmp_path / "model").exists()
+
+
+def damage(raw, how):
+    if how == "truncated images":
+        path = raw / "train-images-idx3-ubyte"
+        path.write_bytes(path.read_bytes()[:5000])
+    elif how == "not an IDX file":
+        (raw / "t10k-labels-idx1-ubyte").write_text("hello")
+    elif how == "fewer labels than images":
+        prepare_dataset.write_idx(raw / "t10k-labels-idx1-ubyte", np.zeros(10, np.uint8))
+    elif how == "labels beyond 9":
+        prepare_dataset.write_idx(raw / "t10k-labels-idx1-ubyte", np.full(500, 12, np.uint8))
+    elif how == "a file missing":
+        (raw / "t10k-images-idx3-ubyte").unlink()
+    elif how == "truncated gzip":
+        path = raw / "train-images-idx3-ubyte"
+        compressed = gzip.compress(path.read_bytes())
+        path.unlink()
+        path.with_name(f"{path.name}.gz").write_bytes(compressed[: len(compressed) // 2])
+    elif how == "gzip name, other content":
+        path = raw / "t10k-labels-idx1-ubyte"
+        path.rename(path.with_name(f"{path.name}.gz"))
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "truncated images",
+        "not an IDX file",
+        "fewer labels than images",
+        "labels beyond 9",
+        "a file missing",
+        "truncated gzip",
+        "gzip name, other content",
+    ],
+)
+def test_malformed_dataset_is_reported_in_one_actionable_line(synthetic_dataset, tmp_path, how):
+    broken = tmp_path / "broken"
+    shutil.copytree(synthetic_dataset, broken)
+    damage(broken / "MNIST" / "raw", how)
+    with pytest.raises(data.DatasetError) as error:
+        data.load(broken, 0.1, seed=0)
+    message = str(error.value)
+    assert "\n" not in message
+    assert str(broken) in message and "prepare_dataset.py synthetic" in message
+
+
+def test_in_a_job_a_missing_dataset_points_at_the_s3_upload(tmp_path, monkeypatch):
+    monkeypatch.setenv("SM_CHANNEL_TRAINING", str(tmp_path))
+    with pytest.raises(data.DatasetError, match="upload_dataset.py"):
+        data.load(tmp_path, 0.1, seed=0)
+
+
+def test_gzipped_files_are_read_like_plain_ones(synthetic_dataset, tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in data.RAW_FILES:
+        content = (synthetic_dataset / "MNIST" / "raw" / name).read_bytes()
+        (raw / f"{name}.gz").write_bytes(gzip.compress(content))
+    plain, zipped = data.load(synthetic_dataset, 0.1, 0), data.load(tmp_path, 0.1, 0)
+    for name in ("train", "val", "test"):
+        a, b = getattr(plain, name), getattr(zipped, name)
+        assert torch.equal(a.inputs, b.inputs) and torch.equal(a.targets, b.targets)
+
+
+def test_images_are_normalised_with_the_training_part_statistics(synthetic_dataset):
+    dataset = data.load(synthetic_dataset, 0.1, seed=0)
+    train_part = dataset.train.inputs.float()
+    assert train_part.shape == (1800, 1, 28, 28) and dataset.info["input_shape"] == [1, 28, 28]
+    assert abs(train_part.mean().item()) < 0.01 and abs(train_part.std().item() - 1) < 0.01
+    saved_info = {**dataset.info, "mean": 0.0, "std": 1.0}  # as predict.py passes a model's
+    again = data.load(synthetic_dataset, 0.1, seed=0, info=saved_info)
+    assert again.info == saved_info and not torch.equal(again.train.inputs, dataset.train.inputs)

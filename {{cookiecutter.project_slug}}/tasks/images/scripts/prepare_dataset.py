@@ -1,0 +1,121 @@
+"""Put an image-classification dataset into dataset/: a synthetic one (offline) or yours.
+
+    python scripts/prepare_dataset.py synthetic [--train-size N] [--test-size M] [--seed S]
+    python scripts/prepare_dataset.py rawdata [ARCHIVE]     # your files, from rawdata/
+    python scripts/prepare_dataset.py kaggle COMPETITION    # a competition's files, via rawdata/
+
+All write the layout src/data.py reads: train.csv (id,label), train/<id>.png, test/<id>.png.
+The synthetic images are 32x32 RGB: 10 classes, each a shape (disc, square, triangle, cross, ring)
+in a colour (red, blue), at a random place and size, on noise.
+`rawdata` unpacks an archive (.zip, .tar.gz, ...) that you put in rawdata/, e.g. what a Kaggle
+competition gives you, into dataset/; `kaggle` downloads it there first (pip install kaggle).
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import aws_env
+import job_config
+import numpy as np
+
+import rawdata
+
+SIZE = 32  # pixels per side
+SHAPES = ["disc", "square", "triangle", "cross", "ring"]
+COLOURS = {"red": (220, 40, 40), "blue": (50, 80, 230)}
+CLASSES = [f"{colour}-{shape}" for colour in COLOURS for shape in SHAPES]
+MAX_IMAGES = 1_000_000
+
+
+def shape_mask(shape, centre, radius):
+    """(SIZE, SIZE) booleans: where the shape is."""
+    y, x = np.mgrid[0:SIZE, 0:SIZE] - np.asarray(centre)[:, None, None]
+    distance = np.hypot(x, y)
+    if shape == "disc":
+        return distance <= radius
+    if shape == "ring":
+        return (distance <= radius) & (distance >= radius * 0.55)
+    if shape == "square":
+        return (abs(x) <= radius * 0.8) & (abs(y) <= radius * 0.8)
+    if shape == "triangle":  # pointing up
+        return (y <= radius * 0.8) & (y >= -radius) & (abs(x) <= (y + radius) * 0.6)
+    return ((abs(x) <= radius * 0.3) | (abs(y) <= radius * 0.3)) & (
+        np.maximum(abs(x), abs(y)) <= radius
+    )
+
+
+def synthetic_images(count, seed):
+    """(uint8 images (count, SIZE, SIZE, 3), labels (count,)): balanced classes."""
+    rng = np.random.default_rng(seed)
+    labels = rng.permutation(np.arange(count) % len(CLASSES))
+    images = np.clip(rng.normal(40, 8, (count, SIZE, SIZE, 3)), 0, 255)
+    for index, label in enumerate(labels):
+        colour, shape = CLASSES[label].split("-")
+        radius = rng.uniform(10, 14)
+        centre = rng.uniform(radius, SIZE - radius, 2)
+        tint = np.asarray(COLOURS[colour]) + rng.normal(0, 15, 3)
+        images[index][shape_mask(shape, centre, radius)] = tint
+    return images.astype(np.uint8), labels
+
+
+def write_split(folder, images, names):
+    from PIL import Image  # comes with torchvision
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for image, name in zip(images, names, strict=True):
+        Image.fromarray(image).save(folder / f"{name}.png")
+
+
+def prepare_synthetic(out, train_size, test_size, seed):
+    # Each split draws from its own stream, so no test image copies a training image.
+    images, labels = synthetic_images(train_size, seed=[seed, 0])
+    ids = [f"train{index:06d}" for index in range(train_size)]
+    write_split(out / "train", images, ids)
+    rows = "".join(f"{id_},{CLASSES[label]}\n" for id_, label in zip(ids, labels, strict=True))
+    (out / "train.csv").write_text("id,label\n" + rows)
+    test_images, _ = synthetic_images(test_size, seed=[seed, 1])
+    write_split(out / "test", test_images, [f"test{index:06d}" for index in range(test_size)])
+    print(f"wrote synthetic images ({train_size} train, {test_size} test, seed {seed}) to {out}")
+
+
+def build_parser():
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--out",
+        type=Path,
+        default=aws_env.DATASET_DIR,
+        help="folder that receives train.csv, train/ and test/ (default: the project's dataset/)",
+    )
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sources = parser.add_subparsers(dest="source", required=True)
+    synthetic = sources.add_parser(
+        "synthetic", parents=[common], help="draw coloured shapes in 10 classes (offline)"
+    )
+    whole_number = job_config.train_options().whole_number  # the checks train.py's options use
+    size = whole_number(1, MAX_IMAGES)
+    synthetic.add_argument("--train-size", type=size, default=10000, help="labelled images")
+    synthetic.add_argument("--test-size", type=size, default=2000, help="test images")
+    synthetic.add_argument(
+        "--seed", type=whole_number(0, 2**32 - 1), default=0, help="same seed, same images"
+    )
+    rawdata.add_sources(sources, common)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        if args.source == "synthetic":
+            prepare_synthetic(args.out, args.train_size, args.test_size, args.seed)
+        else:
+            rawdata.prepare(args)
+    except OSError as error:  # --out is a file, a folder that cannot be written, a full disk
+        where = f": {error.filename}" if error.filename else ""
+        sys.exit(f"error: {error.strerror or error}{where}; run again once that is fixed")
+    except KeyboardInterrupt:
+        sys.exit("interrupted: the dataset is incomplete; run the same command again")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""The tabular example's data: scripts/prepare_dataset.py writes a synthetic set (or unpacks
+yours from rawdata/) in the layout src/data.py reads, and src/data.py encodes it (medians for
+missing numbers, a column per category, statistics of the training part) or says in one line
+what is missing or malformed."""
+
+import csv
+import sys
+import zipfile
+
+import prepare_dataset
+import pytest
+import torch
+
+import data
+
+
+def synthetic(out, *options):
+    prepare_dataset.main(["synthetic", "--out", str(out), *map(str, options)])
+    return out
+
+
+def rows_of(path):
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def test_synthetic_set_has_the_layout_data_py_reads_and_the_same_seed_gives_the_same_rows(
+    tmp_path,
+):
+    first = synthetic(tmp_path / "a", "--train-size", 100, "--test-size", 30, "--seed", 7)
+    again = synthetic(tmp_path / "b", "--train-size", 100, "--test-size", 30, "--seed", 7)
+    other = synthetic(tmp_path / "c", "--train-size", 100, "--test-size", 30, "--seed", 8)
+    train, test = rows_of(first / "train.csv"), rows_of(first / "test.csv")
+    assert (len(train), len(test)) == (100, 30)
+    assert {data.ID, data.TARGET} <= set(train[0]) and data.TARGET not in test[0]
+    assert {row[data.TARGET] for row in train} == {"0", "1"}
+    assert not {row[data.ID] for row in train} & {row[data.ID] for row in test}
+    assert (first / "train.csv").read_text() == (again / "train.csv").read_text()
+    assert (first / "train.csv").read_text() != (other / "train.csv").read_text()
+    assert data.problems(first) == []
+
+
+def test_load_encodes_numbers_categories_and_gaps_with_training_statistics(synthetic_dataset):
+    dataset = data.load(synthetic_dataset, 0.1, seed=0)
+    info = dataset.info
+    assert info["columns"] == [*prepare_dataset.FEATURES, "colour=blue", "colour=green",
+                               "colour=red"]  # fmt: skip
+    assert info["input_shape"] == [len(info["columns"])] and info["classes"] == ["0", "1"]
+    assert (len(dataset.train), len(dataset.val)) == (1800, 200)
+    assert torch.allclose(dataset.train.inputs.mean(0), torch.zeros(11), atol=1e-4)
+    assert torch.isfinite(dataset.train.inputs).all()  # the gaps in f1 became the median
+    assert dataset.test.targets is None
+    assert dataset.test.ids == [row[data.ID] for row in rows_of(synthetic_dataset / "test.csv")]
+
+
+def test_a_value_not_seen_in_training_encodes_as_no_category_at_prediction(
+    synthetic_dataset, tmp_path
+):
+    info = data.load(synthetic_dataset, 0.1, seed=0).info
+    row = {**rows_of(synthetic_dataset / "test.csv")[0], "colour": "purple"}
+    raw = data.encode(row, info, standardise=False)
+    assert raw[len(prepare_dataset.FEATURES) :] == [0.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    ("content", "named"),
+    [
+        (None, "train.csv"),
+        ("id,f1\n1,0.5\n2,0.7\n", "target"),
+        ("id,target\n1,0\n2,1\n3,0\n4,1\n", "no feature column"),
+        ("id,f1,target\n1,0.5,1\n", "at least 2"),
+    ],
+    ids=["no train.csv", "no target column", "no features", "one row"],
+)
+def test_a_malformed_dataset_is_reported_in_one_line_naming_the_problem(tmp_path, content, named):
+    if content is not None:
+        (tmp_path / "train.csv").write_text(content)
+
+    with pytest.raises(data.DatasetError) as error:
+        data.load(tmp_path, 0.5, seed=0)
+
+    message = str(error.value)
+    assert "\n" not in message and named in message
+
+
+def test_rawdata_unpacks_a_competition_archive_into_the_dataset(synthetic_dataset, tmp_path):
+    archive = tmp_path / "competition.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for name in ("train.csv", "test.csv"):
+            zipped.write(synthetic_dataset / name, name)
+    out = tmp_path / "dataset"
+
+    prepare_dataset.main(["rawdata", str(archive), "--out", str(out)])
+
+    assert (out / "train.csv").read_bytes() == (synthetic_dataset / "train.csv").read_bytes()
+    assert len(data.load(out, 0.1, seed=0).test) == len(rows_of(out / "test.csv"))
+
+
+def test_kaggle_without_its_package_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "kaggle", None)  # import kaggle raises ImportError
+
+    with pytest.raises(SystemExit) as exit:
+        prepare_dataset.main(["kaggle", "some-competition", "--out", str(tmp_path / "dataset")])
+
+    assert exit.value.code == "error: the kaggle package is not installed: pip install kaggle"
