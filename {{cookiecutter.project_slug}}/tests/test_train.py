@@ -164,7 +164,8 @@ def test_the_saved_model_rebuilds_from_its_folder_alone_and_scores_as_reported(
     model, about = saved_model.load(finished_run.dir / "model")
     options = about["options"]
     assert options["width"] == 16  # the options it was trained with, to rebuild it
-    assert about["data"] == data.load(synthetic_dataset, options["val_fraction"], 0).info
+    info = data.load(synthetic_dataset, options["val_fraction"], options["seed"]).info
+    assert about["data"] == info  # what data.py says of the training part
     dataset = data.load(synthetic_dataset, options["val_fraction"], options["seed"], about["data"])
     with torch.no_grad():
         outputs = torch.cat([model(inputs) for inputs, _ in splits.batches(dataset.val, 500, CPU)])
