@@ -91,6 +91,8 @@ OPTION_COMBINATIONS = [
         CHOICES["experiment_tracking"], CHOICES["container"], [False, True]
     )
 ]
+for index, options in enumerate(OPTION_COMBINATIONS):  # every task, with several of them
+    options["task"] = CHOICES["task"][index % len(CHOICES["task"])]
 TEMPLATE_LEFTOVERS = ("{{", "{%", "cookiecutter.")
 
 
@@ -109,6 +111,16 @@ def test_default_bake_renders_exactly_the_designed_files(bake):
     project = bake()
     assert project.name == "sagemaker-mnist"
     assert project_files(project) == DEFAULT_FILES
+
+
+@pytest.mark.parametrize("task", CHOICES["task"])
+def test_every_task_renders_the_same_files_each_with_its_own_data_code(bake, task):
+    project = bake(task=task)
+    assert project_files(project) == DEFAULT_FILES  # no tasks/ folder left behind
+    task_files = TEMPLATE_DIR / "{{cookiecutter.project_slug}}" / "tasks" / task
+    for source in task_files.rglob("*.py"):
+        rendered = project / source.relative_to(task_files)
+        assert rendered.read_text() == source.read_text(), rendered
 
 
 def test_tracking_none_removes_mlflow_files_code_and_dependencies(bake):
