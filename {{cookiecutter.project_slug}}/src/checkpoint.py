@@ -98,8 +98,11 @@ def restore_rng_states(states, shuffle):
 class Interrupted(Exception):
     """Stopped by a signal after saving a checkpoint: running again resumes."""
 
-    def __init__(self, received, folder):
-        super().__init__(f"stopped by {received.name}; checkpoint in {folder}, run again to resume")
+    def __init__(self, received, folder, position):
+        super().__init__(
+            f"stopped by {received.name} at {position}; checkpoint in {folder}, "
+            "run again to resume"
+        )
         self.exit_code = 128 + received.value  # what a shell reports for that signal
 
 

@@ -83,11 +83,13 @@ def main(argv=None):
     def pass_on(number, frame):
         stop.append(number)
         targets = training_processes(child.pid, args.entry_script)
-        print(f"container_entry: {signal.Signals(number).name} -> {targets or 'all'}", flush=True)
         for pid in targets:
             os.kill(pid, number)
         if not targets:  # nothing to save yet: stop everything
             os.killpg(child.pid, number)
+        # Said once it is done: a reader of this line knows that the signal was sent.
+        name = signal.Signals(number).name
+        print(f"container_entry: {name} passed on to {targets or 'all'}", flush=True)
 
     for number in STOP_SIGNALS:
         signal.signal(number, pass_on)

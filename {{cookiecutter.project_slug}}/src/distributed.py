@@ -42,6 +42,12 @@ def start():
     return Processes(dist.get_rank(), local_rank, dist.get_world_size())
 
 
+def barrier(processes):
+    """Wait until every process gets here."""
+    if processes.active:
+        dist.barrier()
+
+
 def finish(processes):
     if processes.active and dist.is_initialized():
         dist.destroy_process_group()

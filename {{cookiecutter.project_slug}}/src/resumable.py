@@ -83,8 +83,7 @@ class ResumableRun:
         checkpoint.restore_rng_states(saved["rng"], self.shuffle)
         self.state = saved["run"]
         if self.state["epoch"] < config.epochs:
-            position = f"epoch {self.state['epoch'] + 1}, step {self.state['step']}"
-            self.say(f"resuming from {config.checkpoint_dir}: {position}")
+            self.say(f"resuming from {config.checkpoint_dir}: {self.position()}")
         else:
             self.say(f"{config.checkpoint_dir} holds this finished run; writing its results again")
 
@@ -126,7 +125,11 @@ class ResumableRun:
         self.save()
         # Another process may have got the signal: stop as it would.
         received = self.stop.received or signal.SIGTERM
-        raise checkpoint.Interrupted(received, self.config.checkpoint_dir)
+        raise checkpoint.Interrupted(received, self.config.checkpoint_dir, self.position())
+
+    def position(self):
+        """Where the run stands, as `resuming from` names it: "epoch 2, step 5"."""
+        return f"epoch {self.state['epoch'] + 1}, step {self.state['step']}"
 
     def steps(self, batches_from):
         """Yield the batches of batches_from(first step), from where the run is; a due timed

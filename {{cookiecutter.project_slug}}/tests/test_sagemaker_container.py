@@ -8,11 +8,13 @@ SageMaker sends: SIGTERM to PID 1. This is the reference --local imitates.
 """
 
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from pathlib import Path
 
@@ -23,6 +25,7 @@ import pytest
 import torch
 from aws_fakes import PROJECT_ROOT
 
+import container_entry
 import options
 
 # Mount the job's /opt/ml (SageMaker's fixed path) in the namespace only: a tmpfs on /opt with
@@ -155,6 +158,29 @@ class Container:
         """What StopTrainingJob and a spot reclaim do: SIGTERM to PID 1."""
         os.kill(self.pid_1(), signal.SIGTERM)
 
+    def stop_while_training_is_paused(self):
+        """stop() while train.py (each process running it) is paused by SIGSTOP, resumed once
+        PID 1 says it passed the signal on: train.py stops near where it was paused, however
+        long this machine takes to pass the signal on."""
+        trainers = container_entry.training_processes(self.process.pid, job_config.ENTRY_SCRIPT)
+        assert trainers, self.output()
+
+        def resume():
+            for pid in trainers:
+                os.kill(pid, signal.SIGCONT)
+
+        for pid in trainers:
+            os.kill(pid, signal.SIGSTOP)
+        self.stop()
+        # If PID 1 never says so, training goes on after the grace period and the test fails.
+        watchdog = threading.Timer(GRACE_SECONDS, resume)
+        watchdog.start()
+        for line in self.lines():
+            if line.startswith("container_entry: SIGTERM passed on"):
+                break
+        watchdog.cancel()
+        resume()
+
     def wait(self, timeout=600):
         rest, _ = self.process.communicate(timeout=timeout)
         self.log.append(rest)
@@ -218,14 +244,15 @@ def stopped_then_restarted(container):
     container.start()
     for line in container.lines():
         if line.startswith("epoch 2 step"):
-            container.stop()
+            container.stop_while_training_is_paused()
             stopped_at = time.monotonic()
             break
     code = container.wait()
     stopped_log = container.output()
     assert code != 0, stopped_log
     assert time.monotonic() - stopped_at < GRACE_SECONDS  # saved and gone before SIGKILL
-    assert "stopped by SIGTERM; checkpoint in /opt/ml/checkpoints" in stopped_log
+    said = r"stopped by SIGTERM at (epoch \d+, step \d+); checkpoint in /opt/ml/checkpoints"
+    (stop,) = set(re.findall(said, stopped_log))  # every process stopped at the same step
     assert (container.opt_ml / "checkpoints" / "checkpoint.pt").is_file()
     assert (container.opt_ml / "output" / "failure").is_file()  # the SDK's failure file
     assert not (container.opt_ml / "model" / "model.pt").exists()
@@ -234,7 +261,7 @@ def stopped_then_restarted(container):
     resumed_log = container.output()
     assert code == 0, resumed_log
     (resumed,) = [line for line in resumed_log.splitlines() if "resuming from" in line]
-    assert "/opt/ml/checkpoints: epoch " in resumed and ", step 0" not in resumed  # mid-epoch
+    assert resumed == f"resuming from /opt/ml/checkpoints: {stop}"  # exactly where it stopped
     return stopped_log, resumed_log
 
 
@@ -263,8 +290,8 @@ def test_sigterm_to_pid_1_reaches_train_py_which_checkpoints_and_the_restart_res
     dataset_channel, tmp_path
 ):
     # A progress line after every step: the test stops the job once epoch 2 has begun (with
-    # epochs to spare, however late this process reads that line).
-    values = hyperparameters(**{"epochs": 8, "log-interval": "1e-9"})
+    # hundreds of steps to spare, however late this process reads that line).
+    values = hyperparameters(**{"epochs": 8, "batch-size": 16, "log-interval": "1e-9"})
     container = container_for(values, tmp_path, dataset_channel)
 
     stopped_then_restarted(container)
@@ -276,7 +303,7 @@ def test_sigterm_to_pid_1_reaches_train_py_which_checkpoints_and_the_restart_res
 
 
 def test_the_same_under_the_torchrun_driver_with_two_processes(dataset_channel, tmp_path):
-    values = hyperparameters(**{"epochs": 8, "batch-size": 32, "log-interval": "1e-9"})
+    values = hyperparameters(**{"epochs": 8, "batch-size": 8, "log-interval": "1e-9"})
     container = container_for(
         values, tmp_path, dataset_channel, distributed=True, processes_per_host=2
     )
