@@ -100,8 +100,7 @@ class Interrupted(Exception):
 
     def __init__(self, received, folder, position):
         super().__init__(
-            f"stopped by {received.name} at {position}; checkpoint in {folder}, "
-            "run again to resume"
+            f"stopped by {received.name} at {position}; checkpoint in {folder}, run again to resume"
         )
         self.exit_code = 128 + received.value  # what a shell reports for that signal
 
