@@ -30,7 +30,7 @@ NOT_FOUND_WORDS = ("not found", "could not find")
 
 
 def job_timestamp(job_name):
-    """mnist-exp001-20250102030405 -> 20250102030405 (now, for names without one)."""
+    """digits-exp001-20250102030405 -> 20250102030405 (now, for names without one)."""
     match = re.search(r"-(\d{14})$", job_name)
     return match.group(1) if match else datetime.now().strftime("%Y%m%d%H%M%S")
 

@@ -114,7 +114,7 @@ def main(argv=None):
     path = args.out_dir / "submission.csv"
     write_submission(dataset.test.ids, column, values, path)
     print(f"wrote {path}: {len(values)} predictions ({column})")
-    if dataset.test.targets is not None:  # a labelled test set, as MNIST's
+    if dataset.test.targets is not None:  # a labelled test set
         correct = (outputs.argmax(dim=1) == dataset.test.targets).double().mean().item()
         print(f"test accuracy {correct:.4f} (the test set has labels)")
     for picture in pictures(dataset, outputs, model, args.out_dir, torch):

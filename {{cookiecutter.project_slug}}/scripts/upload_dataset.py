@@ -207,7 +207,7 @@ def main(argv=None):
     if not files:
         raise SystemExit(
             f"upload_dataset.py: error: {folder} has no files; "
-            "run `python scripts/prepare_dataset.py synthetic` (or `mnist`) first"
+            "run `python scripts/prepare_dataset.py synthetic` (or your data) first"
         )
     problems = job_config.source_module("data").problems(folder)  # what src/data.py reads
     if problems:
