@@ -623,7 +623,7 @@ def test_ctrl_c_in_local_stops_the_job_as_sagemaker_does_with_sigterm_to_train_p
     assert exp["status"] == "Stopped"
     log = (folder / "logs.txt").read_text()
     assert "container_entry: SIGTERM passed on to [" in log  # to train.py, as in a job
-    assert "stopped by SIGTERM; checkpoint in" in log
+    assert re.search(r"stopped by SIGTERM at epoch \d+, step \d+; checkpoint in ", log)
 
 
 def dry_run_requests(capsys, *options):
