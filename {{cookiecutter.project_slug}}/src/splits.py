@@ -76,6 +76,8 @@ def batches(split, batch_size, device, order=None, start=0):
 
     Slicing tensors already in memory replaces a DataLoader: no workers, no per-example work.
     """
+    if order is not None:
+        order = order.to(split.inputs.device)  # where the examples are (GPU, or pinned CPU)
     for first in range(start * batch_size, len(split), batch_size):
         index = (
             slice(first, first + batch_size) if order is None else order[first : first + batch_size]

@@ -78,7 +78,7 @@ def train_processes(config, processes):
         for epoch, order in run.epochs():
             model.train()
             batches_from = functools.partial(
-                splits.batches, dataset.train, config.batch_size, device, order.to(device)
+                splits.batches, dataset.train, config.batch_size, device, order
             )
             for inputs, targets in run.steps(batches_from):
                 with precision.autocast():
@@ -116,10 +116,14 @@ def load_dataset(config, device, processes):
     return dataset
 
 
+def computing_options(config):
+    """Every option but the run controls: what the run computes with (saved in model.json)."""
+    return {name: value for name, value in vars(config).items() if name not in RUN_CONTROLS}
+
+
 def settings_of(config, dataset, processes):
-    """The run's identity: every option but the run controls, the data and the process count."""
-    options = {name: value for name, value in vars(config).items() if name not in RUN_CONTROLS}
-    settings = {**options, "data": dataset.identity}
+    """The run's identity: the computing options, the data and the process count."""
+    settings = {**computing_options(config), "data": dataset.identity}
     return {**settings, "processes": processes.world_size} if processes.active else settings
 
 
@@ -157,8 +161,7 @@ def finish(config, dataset, model, history, device, precision, processes, tracke
         test = metrics.evaluate(*predict(model, dataset.test, device, precision, processes), "test")
     if not processes.main:
         return
-    options = {name: value for name, value in vars(config).items() if name not in RUN_CONTROLS}
-    files = saved_model.save(config.model_dir, model, dataset.info, options)
+    files = saved_model.save(config.model_dir, model, dataset.info, computing_options(config))
     output = config.output_data_dir
     write_metrics(history, output / "metrics.csv")
     figures = [plot_curves(history, output / "curves.png")]
