@@ -41,11 +41,7 @@ def train(config):
     """
     processes = distributed.start()
     try:
-        history = train_processes(config, processes)
-        # Every process leaves together: one that tears down its connections while rank 0 still
-        # writes the results can abort in Gloo's threads (SIGABRT) and fail the job.
-        distributed.barrier(processes)
-        return history
+        return train_processes(config, processes)
     finally:
         distributed.finish(processes)
 
