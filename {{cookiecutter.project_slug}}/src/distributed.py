@@ -9,6 +9,7 @@ the same weights. Metrics are summed over the processes; only rank 0 prints and 
 
 import gc
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -50,6 +51,31 @@ def finish(processes):
         # (SIGABRT after a finished run: 2 of 16 two-process runs under load; 0 of 16 with this).
         gc.collect()
         dist.destroy_process_group()
+
+
+def exit_after(main):
+    """Run main() and end the process with its exit status (main may raise SystemExit).
+
+    Started by torchrun, the process ends without the interpreter's teardown (os._exit): torch's
+    process-group threads can still hold Python objects there and abort a process whose run had
+    finished and saved everything (SIGABRT, "terminate called without an active exception": rare
+    under load, and then torchrun reports the whole run as failed; pytorch/pytorch#179291).
+    By then the process group is destroyed and the tracking process has finished; this flushes
+    what is left to print.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return main()
+    try:
+        main()
+        status = 0
+    except SystemExit as exiting:
+        status = exiting.code
+    if isinstance(status, str):  # sys.exit("error: ...")
+        print(status, file=sys.stderr)
+        status = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status or 0)
 
 
 def shard(split, processes, same_length=False):

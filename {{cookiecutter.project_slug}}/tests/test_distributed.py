@@ -138,3 +138,41 @@ def test_local_job_with_two_processes_per_host_trains_and_saves_once(
     assert "torch.distributed.run --nnodes=1 --nproc_per_node=2 train.py" in log
     assert log.count("epoch=1 ") == 1 and "processes=2" in log
     assert learned(exp["final_metrics"]["val:accuracy"])
+
+
+EXIT_PROBE = """
+import sys
+import distributed
+
+def main():
+    print("saved everything", end="")  # unflushed: leaving must not lose it
+    {ending}
+
+distributed.exit_after(main)
+"""
+
+
+@pytest.mark.parametrize(
+    ("ending", "status", "message"),
+    [
+        ("return", 0, ""),
+        ("sys.exit(143)", 143, ""),
+        ("sys.exit('error: the data is gone')", 1, "error: the data is gone"),
+    ],
+)
+def test_a_torchrun_process_leaves_with_its_status_and_everything_printed(ending, status, message):
+    """Workers skip the interpreter's teardown (distributed.exit_after); the exit status, the
+    error line and unflushed output still reach torchrun."""
+    probe = subprocess.run(
+        [sys.executable, "-c", EXIT_PROBE.format(ending=ending)],
+        cwd=PROJECT_ROOT / "src",
+        env={**os.environ, "WORLD_SIZE": "2"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (probe.returncode, probe.stdout, probe.stderr.strip()) == (
+        status,
+        "saved everything",
+        message,
+    )
