@@ -17,6 +17,11 @@ import math
 import signal
 import sys
 
+from options import RUN_CONTROLS, build_parser
+
+if __name__ == "__main__":  # --help or a mistyped option: answered now, not after torch loads
+    build_parser().parse_args()
+
 import torch
 
 import checkpoint
@@ -27,7 +32,6 @@ import metrics
 import model as model_code
 import saved_model
 import splits
-from options import RUN_CONTROLS, build_parser
 from plots import plot_confusion_matrix, plot_curves
 from resumable import Diverged, ResumableRun
 
@@ -49,6 +53,7 @@ def train(config):
 def train_processes(config, processes):
     say = print if processes.main else lambda *text: None  # only rank 0 prints and writes
     device = hardware.pick_device(processes)
+    hardware.use_free_cores()
     hardware.make_reproducible(config.seed, config.deterministic)
     dataset = load_dataset(config, device, processes)
     model = model_code.build(dataset.info, config).to(device)
@@ -132,7 +137,8 @@ def describe(dataset, model, processes, device, steps_per_epoch):
     )
     parameters = sum(p.numel() for p in model.parameters())
     sizes += f" parameters={parameters} steps_per_epoch={steps_per_epoch}"
-    return f"device={device.type}{each} {sizes}"
+    threads = f" threads={torch.get_num_threads()}" if device.type == "cpu" else ""
+    return f"device={device.type}{threads}{each} {sizes}"
 
 
 @torch.no_grad()

@@ -11,6 +11,10 @@ from pathlib import Path
 
 import pytest
 
+# One CPU thread per test process, set before torch loads: runs that a test compares must sum in
+# the same order whatever the load when each started (train.py otherwise takes a thread per free
+# core, hardware.use_free_cores), and pytest-xdist already runs one process per core.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 for folder in ("src", "scripts"):
     if str(PROJECT_ROOT / folder) not in sys.path:

@@ -108,6 +108,30 @@ def test_bad_values_and_unknown_options_are_refused_naming_the_option(argv, caps
     assert argv[0] in capsys.readouterr().err
 
 
+WITHOUT_TORCH = """
+import runpy, sys
+sys.modules["torch"] = None  # importing torch now fails: train.py must answer before it loads
+sys.argv[1:] = {argv!r}
+runpy.run_path({script!r}, run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize(
+    ("argv", "status", "expected"), [(["--help"], 0, "--epochs"), (["--epoch", "3"], 2, "--epoch")]
+)
+def test_help_and_bad_options_are_answered_before_torch_loads(argv, status, expected):
+    probe = subprocess.run(
+        [sys.executable, "-c", WITHOUT_TORCH.format(argv=argv, script=str(TRAIN_SCRIPT))],
+        cwd=TRAIN_SCRIPT.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert probe.returncode == status, probe.stderr
+    assert expected in (probe.stdout if status == 0 else probe.stderr)
+    assert "Traceback" not in probe.stderr
+
+
 def test_paths_come_from_sagemaker_variables_else_from_the_project(monkeypatch):
     local = build_parser().parse_args([])
     assert (local.data_dir, local.model_dir, local.output_data_dir, local.checkpoint_dir) == (
