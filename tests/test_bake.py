@@ -323,6 +323,7 @@ def test_the_container_installs_light_packages_pinned_as_the_local_environment(b
     # The MLflow client only: full mlflow (its server, pandas, scipy, ...) took 83 s to install.
     assert "mlflow" not in container and container["mlflow-skinny"] == local["mlflow"]
     assert not {"torch", "torchvision"} & set(container)  # the image has matching builds
+    assert "matplotlib" not in container  # a floor the image satisfies: a pin would reinstall it
     for name, versions in container.items():
         if name in local:
             assert versions <= local[name], name

@@ -46,15 +46,25 @@ def load(data_dir, val_fraction, seed, info=None):
         test = Split(*read_split(root, False, shown_as))
     train, val = hold_out(labelled, val_fraction, seed)
     if info is None:
-        pixels = train.inputs.float().div_(255)
+        mean, std = grey_level_statistics(train.inputs)
         info = {
             "classes": CLASSES,
             "input_shape": [1, *train.inputs.shape[1:]],
-            "mean": pixels.mean().item(),  # statistics of this training part, saved with the model
-            "std": pixels.std().item(),
+            "mean": mean,  # statistics of this training part, saved with the model
+            "std": std,
         }
     normalised = [Split(normalise(s.inputs, info), s.targets, s.ids) for s in (train, val, test)]
     return Dataset(*normalised, info=info)
+
+
+def grey_level_statistics(images):
+    """Mean and standard deviation of uint8 images scaled to 0..1, from a count of each grey
+    level: exact, without a float copy of the images (60,000 images: 188 MB saved at the peak)."""
+    counts = torch.bincount(images.flatten(), minlength=256).double()
+    levels = torch.arange(256, dtype=torch.float64) / 255
+    mean = (counts * levels).sum() / counts.sum()
+    variance = (counts * (levels - mean) ** 2).sum() / (counts.sum() - 1)
+    return mean.item(), variance.sqrt().item()
 
 
 def normalise(images, info):
