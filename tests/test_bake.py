@@ -67,6 +67,7 @@ DEFAULT_FILES = {
     "tests/conftest.py",
     "tests/test_data.py",
     "tests/test_distributed.py",
+    "tests/test_hardware.py",
     "tests/test_hostile_configs.py",
     "tests/test_local_job.py",
     "tests/test_predict.py",
