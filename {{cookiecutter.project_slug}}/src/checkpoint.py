@@ -125,6 +125,10 @@ class StopSignals:
     def handle(self, number, frame):
         self.received = signal.Signals(number)
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, kind, error, traceback):
         for number, handler in self.previous.items():
-            signal.signal(number, handler)
+            # A stop under way keeps SIGTERM handled until the process has said where it stopped
+            # and exited: torchrun sends one more to every process once the first one has exited,
+            # and the default action would kill the others before they report.
+            if not (number == signal.SIGTERM and isinstance(error, Interrupted)):
+                signal.signal(number, handler)

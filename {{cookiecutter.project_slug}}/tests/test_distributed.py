@@ -20,8 +20,9 @@ from options import build_parser
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 # Two processes with half the batch each take the same steps over the same images per step as
 # one process; per-process batch-norm statistics and shards differ, so accuracy is close, not
-# equal (measured: 0.992 one process, 0.986 two, 2000 synthetic images, 1 epoch).
-ACCURACY_BOUND = 0.03
+# equal (measured, 2000 synthetic examples, 1 epoch, one thread: mnist 0.992 one process and
+# 0.986 two; images 0.965 and 0.995). Both must have learned; 0.05 is 10 of 200 val examples.
+ACCURACY_BOUND = 0.05
 
 
 def torchrun(train_argv, data, run_dir, *options, **popen):
@@ -43,7 +44,7 @@ def files_under(folder):
 
 @pytest.mark.slow
 def test_two_processes_train_like_one_and_only_rank_0_writes(
-    synthetic_dataset, train_argv, tmp_path
+    synthetic_dataset, train_argv, tmp_path, learned
 ):
     one = train.train(
         build_parser().parse_args(
@@ -64,6 +65,7 @@ def test_two_processes_train_like_one_and_only_rank_0_writes(
     assert len(metrics) == 2  # header and one epoch, written once
     accuracy = float(next(csv.DictReader(metrics))["val_accuracy"])
     assert f"val_accuracy={accuracy:.4f}" in epoch_line.split()
+    assert learned(accuracy) and learned(one[-1]["val_accuracy"])
     assert abs(accuracy - one[-1]["val_accuracy"]) <= ACCURACY_BOUND
     weights = torch.load(tmp_path / "two" / "model" / "model.pt")
     assert weights.keys() == torch.load(tmp_path / "one" / "model" / "model.pt").keys()

@@ -325,6 +325,39 @@ def test_sigterm_checkpoints_and_exits_143_and_a_rerun_finishes_like_an_uninterr
     assert_same_weights(weights(tmp_path), weights(finished_run.dir))
 
 
+# train.py that gets one more SIGTERM after its stop has been saved, as torchrun sends every
+# process once another one has exited.
+SIGTERM_AGAIN_WHILE_STOPPING = """
+import os, runpy, signal, sys
+sys.path.insert(0, os.path.dirname(sys.argv[1]))
+import distributed
+real_finish = distributed.finish
+def finish(processes):
+    os.kill(os.getpid(), signal.SIGTERM)
+    real_finish(processes)
+distributed.finish = finish
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_a_second_sigterm_while_stopping_still_lets_the_run_say_where_it_stopped(
+    synthetic_dataset, tmp_path, train_argv
+):
+    argv = train_argv(synthetic_dataset, tmp_path, "--epochs", "2", "--log-interval", "1e-9")
+    command = [sys.executable, "-c", SIGTERM_AGAIN_WHILE_STOPPING, str(TRAIN_SCRIPT), *argv]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path
+    )
+    for line in process.stdout:
+        if line.startswith("epoch 1 step"):
+            process.send_signal(signal.SIGTERM)
+            break
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert stderr.strip().endswith("run again to resume") and "Traceback" not in stderr
+
+
 # train.py, whose checkpoint.save kills the process (SIGKILL: no handler runs) right after
 # saving epoch 2, step 5: a host lost without warning, at a known point.
 KILLED_AFTER_A_SAVE = """
