@@ -298,6 +298,19 @@ def test_rerunning_a_finished_run_writes_its_results_again_without_training(
     assert_same_weights(weights(tmp_path), before)
 
 
+def stopped_in_epoch_1(command, cwd):
+    """Run a training command, SIGTERM it at its first progress line: the CompletedProcess."""
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd
+    )
+    for line in process.stdout:
+        if line.startswith("epoch 1 step"):
+            process.send_signal(signal.SIGTERM)
+            break
+    stdout, stderr = process.communicate(timeout=120)
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
 @pytest.mark.slow
 def test_sigterm_checkpoints_and_exits_143_and_a_rerun_finishes_like_an_uninterrupted_run(
     finished_run, synthetic_dataset, tmp_path, train_argv
@@ -305,16 +318,10 @@ def test_sigterm_checkpoints_and_exits_143_and_a_rerun_finishes_like_an_uninterr
     # A progress line after every step, so the signal lands early in the first epoch.
     argv = train_argv(synthetic_dataset, tmp_path, "--epochs", "2", "--log-interval", "1e-9")
     command = [sys.executable, str(TRAIN_SCRIPT), *argv]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path
-    )
-    for line in process.stdout:
-        if line.startswith("epoch 1 step"):
-            process.send_signal(signal.SIGTERM)
-            break
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 128 + signal.SIGTERM, stderr
-    assert stderr.strip().endswith("run again to resume") and "Traceback" not in stderr
+    stopped = stopped_in_epoch_1(command, tmp_path)
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr
+    assert stopped.stderr.strip().endswith("run again to resume")
+    assert "Traceback" not in stopped.stderr
     assert (tmp_path / "checkpoints" / "checkpoint.pt").is_file()
     assert not (tmp_path / "model" / "model.pt").exists()
 
@@ -346,16 +353,9 @@ def test_a_second_sigterm_while_stopping_still_lets_the_run_say_where_it_stopped
 ):
     argv = train_argv(synthetic_dataset, tmp_path, "--epochs", "2", "--log-interval", "1e-9")
     command = [sys.executable, "-c", SIGTERM_AGAIN_WHILE_STOPPING, str(TRAIN_SCRIPT), *argv]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path
-    )
-    for line in process.stdout:
-        if line.startswith("epoch 1 step"):
-            process.send_signal(signal.SIGTERM)
-            break
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 128 + signal.SIGTERM, stderr
-    assert stderr.strip().endswith("run again to resume") and "Traceback" not in stderr
+    stopped = stopped_in_epoch_1(command, tmp_path)
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr
+    assert stopped.stderr.strip().endswith("run again to resume")
 
 
 # train.py, whose checkpoint.save kills the process (SIGKILL: no handler runs) right after
