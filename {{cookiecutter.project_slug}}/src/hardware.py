@@ -16,6 +16,9 @@ def pick_device(processes):
     return torch.device("cpu")
 
 
+TORCH_THREADS = torch.get_num_threads()  # torch's own choice, before any call below lowers it
+
+
 def use_free_cores():
     """Compute on as many CPU threads as there are cores that other work leaves free (at most
     torch's choice, one per physical core); return the count. OMP_NUM_THREADS, when set, wins
@@ -27,7 +30,7 @@ def use_free_cores():
     """
     if "OMP_NUM_THREADS" not in os.environ:
         free = round((os.cpu_count() or 1) - busy_cores())
-        torch.set_num_threads(max(1, min(torch.get_num_threads(), free)))
+        torch.set_num_threads(max(1, min(TORCH_THREADS, free)))
     return torch.get_num_threads()
 
 

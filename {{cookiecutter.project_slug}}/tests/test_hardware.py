@@ -37,10 +37,11 @@ def test_a_spinning_process_counts_as_a_busy_core():
 
 @pytest.fixture
 def threads(monkeypatch):
-    """torch's thread count, restored after the test; OMP_NUM_THREADS unset during it."""
+    """torch's thread count, restored after the test; OMP_NUM_THREADS unset during it, and
+    torch's own choice one thread per core."""
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(hardware, "TORCH_THREADS", os.cpu_count())
     before = torch.get_num_threads()
-    torch.set_num_threads(os.cpu_count())
     yield
     torch.set_num_threads(before)
 
@@ -50,6 +51,13 @@ def test_threads_follow_the_free_cores_never_fewer_than_one(threads, monkeypatch
     monkeypatch.setattr(hardware, "busy_cores", lambda: busy)
     expected = expected or max(1, round(os.cpu_count() - busy))
     assert hardware.use_free_cores() == expected == torch.get_num_threads()
+
+
+def test_a_busy_start_does_not_lower_the_threads_of_later_runs(threads, monkeypatch):
+    monkeypatch.setattr(hardware, "busy_cores", lambda: 99)
+    assert hardware.use_free_cores() == 1
+    monkeypatch.setattr(hardware, "busy_cores", lambda: 0.0)
+    assert hardware.use_free_cores() == os.cpu_count()
 
 
 def test_omp_num_threads_wins(threads, monkeypatch):
