@@ -20,9 +20,10 @@ from options import build_parser
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 # Two processes with half the batch each take the same steps over the same images per step as
 # one process; per-process batch-norm statistics and shards differ, so accuracy is close, not
-# equal (measured, 2000 synthetic examples, 1 epoch, one thread: mnist 0.992 one process and
-# 0.986 two; images 0.965 and 0.995). Both must have learned; 0.05 is 10 of 200 val examples.
-ACCURACY_BOUND = 0.05
+# equal. After one epoch the gap is mostly how far each got (images task: 0.965 one process,
+# 0.995 two); after two, both have settled (2000 synthetic examples, one thread: mnist 1.000 and
+# 0.995, images 0.995 and 0.990, tabular 0.930 and 0.940).
+ACCURACY_BOUND = 0.03
 
 
 def torchrun(train_argv, data, run_dir, *options, **popen):
@@ -48,22 +49,22 @@ def test_two_processes_train_like_one_and_only_rank_0_writes(
 ):
     one = train.train(
         build_parser().parse_args(
-            train_argv(synthetic_dataset, tmp_path / "one", "--epochs", "1", "--batch-size", "64")
+            train_argv(synthetic_dataset, tmp_path / "one", "--epochs", "2", "--batch-size", "64")
         )
     )
     process = torchrun(
-        train_argv, synthetic_dataset, tmp_path / "two", "--epochs", "1", "--batch-size", "32"
+        train_argv, synthetic_dataset, tmp_path / "two", "--epochs", "2", "--batch-size", "32"
     )
     output, _ = process.communicate(timeout=300)
 
     assert process.returncode == 0, output
     assert "processes=2, each with train_examples=900 val_examples=100 test_examples=250" in output
-    (epoch_line,) = [line for line in output.splitlines() if line.startswith("epoch=")]
+    _, epoch_line = [line for line in output.splitlines() if line.startswith("epoch=")]  # rank 0
     assert output.count("device=") == 1 and output.count("saved ") == 1
     assert files_under(tmp_path / "two") == files_under(tmp_path / "one")
     metrics = (tmp_path / "two" / "output" / "metrics.csv").read_text().splitlines()
-    assert len(metrics) == 2  # header and one epoch, written once
-    accuracy = float(next(csv.DictReader(metrics))["val_accuracy"])
+    assert len(metrics) == 3  # header and two epochs, written once
+    accuracy = float(list(csv.DictReader(metrics))[-1]["val_accuracy"])
     assert f"val_accuracy={accuracy:.4f}" in epoch_line.split()
     assert learned(accuracy) and learned(one[-1]["val_accuracy"])
     assert abs(accuracy - one[-1]["val_accuracy"]) <= ACCURACY_BOUND
