@@ -29,6 +29,7 @@ SMOKE_RENDERS = {
         "task=images",
     ],
     "tabular": ["task=tabular"],
+    "regression": ["task=regression"],
 }
 # The render whose requirements include every optional dependency.
 SUPERSET_RENDER = ["experiment_tracking=mlflow", "container=custom"]
@@ -78,16 +79,17 @@ def shared_env(session):
 
 @nox.session(python=False)
 def lint(session):
-    """ruff on the template's own code and on a freshly rendered project."""
+    """ruff on the template's own code and on each smoke render (every task's own files)."""
     env = shared_env(session)
     session.run(venv_bin("ruff"), "check", str(ROOT), env=env)
     session.run(venv_bin("ruff"), "format", "--check", str(ROOT), env=env)
-    with tempfile.TemporaryDirectory() as output_dir:
-        project = render(session, output_dir)
-        # The context manager returns to ROOT before the temporary folder is deleted.
-        with session.chdir(project):
-            session.run(venv_bin("ruff"), "check", ".", env=env)
-            session.run(venv_bin("ruff"), "format", "--check", ".", env=env)
+    for overrides in SMOKE_RENDERS.values():
+        with tempfile.TemporaryDirectory() as output_dir:
+            project = render(session, output_dir, *overrides)
+            # The context manager returns to ROOT before the temporary folder is deleted.
+            with session.chdir(project):
+                session.run(venv_bin("ruff"), "check", ".", env=env)
+                session.run(venv_bin("ruff"), "format", "--check", ".", env=env)
 
 
 @nox.session(python=False)

@@ -25,9 +25,9 @@ OPTIONAL_FILES = {
 
 
 def place_task_files(root):
-    """The chosen task's own files (tasks/<task>/src/data.py, ...) into their places; the
-    other tasks' files go."""
-    chosen = root / "tasks" / CONTEXT["task"]
+    """The chosen task's own files (tasks/<folder>/src/data.py, ...; cookiecutter.json's
+    _task_files names the folder) into their places; the other tasks' files go."""
+    chosen = root / "tasks" / CONTEXT["_task_files"][CONTEXT["task"]]
     for source in sorted(chosen.rglob("*")):
         if source.is_file():
             target = root / source.relative_to(chosen)

@@ -118,10 +118,17 @@ def test_default_bake_renders_exactly_the_designed_files(bake):
 def test_every_task_renders_the_same_files_each_with_its_own_data_code(bake, task):
     project = bake(task=task)
     assert project_files(project) == DEFAULT_FILES  # no tasks/ folder left behind
-    task_files = TEMPLATE_DIR / "{{cookiecutter.project_slug}}" / "tasks" / task
-    for source in task_files.rglob("*.py"):
+    folder = TEMPLATE_SPEC["_task_files"][task]
+    task_files = TEMPLATE_DIR / "{{cookiecutter.project_slug}}" / "tasks" / folder
+    sources = sorted(task_files.rglob("*.py"))
+    assert {"src/data.py", "scripts/prepare_dataset.py", "tests/test_data.py"} <= {
+        source.relative_to(task_files).as_posix() for source in sources
+    }
+    for source in sources:
         rendered = project / source.relative_to(task_files)
         assert rendered.read_text() == source.read_text(), rendered
+    problem = "regression" if task == "regression" else "classification"
+    assert f'PROBLEM = "{problem}"' in (project / "src" / "metrics.py").read_text()
 
 
 def test_tracking_none_removes_mlflow_files_code_and_dependencies(bake):

@@ -296,7 +296,7 @@ README_OPTIONS = [
     {"experiment_tracking": "mlflow", "container": "custom", "use_spot_instances": True},
     {"experiment_tracking": "none", "container": "custom", "use_spot_instances": False},
 ]
-for options, task in zip(README_OPTIONS, ["mnist", "images", "tabular", "mnist"], strict=True):
+for options, task in zip(README_OPTIONS, ["mnist", "images", "tabular", "regression"], strict=True):
     options["task"] = task
 READMES = ["README.md", "README.ja.md"]
 SHELL_FENCES = {"bash", "sh", "shell"}

@@ -5,6 +5,8 @@ installed into, so torch is never installed again per session.
 """
 
 import csv
+import importlib.util
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -13,6 +15,9 @@ import nox
 
 PROJECT_ROOT = Path(__file__).resolve().parent
 nox.options.sessions = ["tests", "smoke"]
+# After one epoch on the small set, the objective must have gone this share of the way from a
+# model that learnt nothing to a perfect one (accuracy 0.865 with 10 classes, R² 0.85).
+SMOKE_SKILL = 0.85
 
 
 def run_python(session, *arguments, **options):
@@ -27,10 +32,18 @@ def tests(session):
     run_python(session, "-m", "pytest", "-n", "auto", *session.posargs)
 
 
+def declared_metrics():
+    """src/metrics.py (torch-free): the objective, and what guessing would score."""
+    spec = importlib.util.spec_from_file_location("metrics", PROJECT_ROOT / "src" / "metrics.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @nox.session(python=False)
 def smoke(session):
-    """Train one epoch on a small synthetic set and predict its test set; check the accuracy
-    and the outputs."""
+    """Train one epoch on a small synthetic set and predict its test set; check that it learnt
+    (src/metrics.py's objective) and the outputs."""
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         data, model, output = scratch / "data", scratch / "model", scratch / "output"
@@ -46,13 +59,18 @@ def smoke(session):
         )
         predict = [PROJECT_ROOT / "scripts" / "predict.py", "--model", model, "--data-dir", data]
         run_python(session, *predict, "--out-dir", scratch / "predictions")
-        with open(output / "metrics.csv", newline="") as file:
-            accuracy = float(list(csv.DictReader(file))[-1]["val_accuracy"])
         expected = [model / "model.pt", model / "model.json", output / "curves.png"]
-        expected += [output / "confusion_matrix.png", scratch / "predictions" / "submission.csv"]
+        expected += [output / "metrics.csv", scratch / "predictions" / "submission.csv"]
+        metrics = declared_metrics()
+        if metrics.PROBLEM == "classification":
+            expected.append(output / "confusion_matrix.png")
         missing = [str(path) for path in expected if not path.is_file()]
         if missing:
             session.error(f"train.py or predict.py did not write {', '.join(missing)}")
-        if accuracy < 0.9:
-            session.error(f"val accuracy {accuracy:.3f} after one epoch, expected at least 0.9")
-        session.log(f"smoke passed: val accuracy {accuracy:.3f}, outputs in place")
+        with open(output / "metrics.csv", newline="") as file:
+            reached = float(list(csv.DictReader(file))[-1][metrics.OBJECTIVE])
+        guessing = metrics.guessing(json.loads((model / "model.json").read_text())["data"])
+        needed = guessing + SMOKE_SKILL * (1 - guessing)
+        if reached < needed:
+            session.error(f"{metrics.OBJECTIVE} {reached:.3f} after one epoch, below {needed:.3f}")
+        session.log(f"smoke passed: {metrics.OBJECTIVE} {reached:.3f}, outputs in place")

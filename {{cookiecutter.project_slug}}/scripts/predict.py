@@ -6,8 +6,9 @@
 The model is rebuilt from model.pt and model.json (src/saved_model.py); src/data.py reads the
 test set and prepares it as in training. submission.csv has one row per test example:
 id,label (the predicted class's name), or id,probability (of the second of two classes) where
-data.py asks for it. With image inputs, predictions.png shows some test
-images with their predictions and misclassified.png the validation images the model gets wrong.
+data.py asks for it, or for regression id,<target> (the number, in the target's own units). With
+image inputs, predictions.png shows some test images with their predictions and
+misclassified.png the validation images the model gets wrong.
 """
 
 import argparse
@@ -57,7 +58,12 @@ def predict_split(model, split, torch):
 
 def submission(outputs, info):
     """(column name, one value per example): the predicted class's name, or, where data.py
-    asks for it with two classes, the probability of the second class."""
+    asks for it with two classes, the probability of the second class; without classes, the
+    predicted number, standardised back as data.py's "target_scale" says."""
+    if "classes" not in info:
+        mean, std = info.get("target_scale", (0.0, 1.0))
+        values = (outputs.double().squeeze(1) * std + mean).tolist()
+        return info.get("target", "value"), [f"{value:.6g}" for value in values]
     if info.get("submit_probability"):
         probabilities = outputs.float().softmax(dim=1)[:, 1].tolist()
         return "probability", [f"{value:.6f}" for value in probabilities]
@@ -77,9 +83,9 @@ def write_submission(ids, column, values, path):
 
 def pictures(dataset, test_outputs, model, out_dir, torch):
     """predictions.png and misclassified.png, for image inputs (n, channels, height, width)."""
-    plots, classes = job_config.source_module("plots"), dataset.info["classes"]
-    if dataset.test.inputs.dim() != 4:
+    if dataset.test.inputs.dim() != 4 or "classes" not in dataset.info:
         return []
+    plots, classes = job_config.source_module("plots"), dataset.info["classes"]
     shown = dataset.test.inputs[:SHOWN]
     captions = [classes[i] for i in test_outputs[:SHOWN].argmax(dim=1).tolist()]
     files = [plots.plot_examples(shown, captions, out_dir / "predictions.png", "Predictions")]
@@ -114,9 +120,9 @@ def main(argv=None):
     path = args.out_dir / "submission.csv"
     write_submission(dataset.test.ids, column, values, path)
     print(f"wrote {path}: {len(values)} predictions ({column})")
-    if dataset.test.targets is not None:  # a labelled test set
-        correct = (outputs.argmax(dim=1) == dataset.test.targets).double().mean().item()
-        print(f"test accuracy {correct:.4f} (the test set has labels)")
+    if dataset.test.targets is not None:  # a labelled test set: its metric line, as training's
+        metrics = job_config.source_module("metrics")
+        print(metrics.line(metrics.evaluate(outputs, dataset.test.targets, "test")))
     for picture in pictures(dataset, outputs, model, args.out_dir, torch):
         print(f"wrote {picture}")
     return 0

@@ -1,6 +1,8 @@
 """The metrics of a run, each declared once: the epoch line, metrics.csv's columns, the plots,
 experiment tracking, the job's metric definitions and the tuner's objective follow this list.
 
+PROBLEM says what src/data.py's targets are: class indices (the model outputs one logit per
+class) or numbers (one output; data.py standardises them, as its info["target_scale"] says).
 Adding a metric is one function and one line in EVALUATED (e.g. AUC for a binary task). This
 file imports no torch at the top: the launcher reads it before anything is started on AWS.
 """
@@ -8,16 +10,28 @@ file imports no torch at the top: the launcher reads it before anything is start
 from collections.abc import Callable
 from dataclasses import dataclass
 
+PROBLEM = "{{ 'regression' if cookiecutter.task == 'regression' else 'classification' }}"
+
 
 def loss(outputs, targets):
-    """What training minimises, per example on average: cross-entropy of class logits."""
-    from torch.nn.functional import cross_entropy
+    """What training minimises, per example on average: cross-entropy of class logits, or for
+    regression the squared error of the one output."""
+    from torch.nn import functional
 
-    return cross_entropy(outputs.float(), targets)
+    if PROBLEM == "regression":
+        return functional.mse_loss(outputs.float().squeeze(1), targets.float())
+    return functional.cross_entropy(outputs.float(), targets)
 
 
 def accuracy(outputs, targets):
     return (outputs.argmax(dim=1) == targets).double().mean().item()
+
+
+def r2(outputs, targets):
+    """The coefficient of determination: 1 predicts every target, 0 no better than their mean."""
+    errors = (outputs.double().squeeze(1) - targets.double()).square().sum()
+    spread = (targets.double() - targets.double().mean()).square().sum()
+    return (1 - errors / spread).item()
 
 
 @dataclass(frozen=True)
@@ -27,15 +41,24 @@ class Metric:
     compute: Callable  # (outputs, targets) of a whole split -> float
 
 
-EVALUATED = [  # on val after every epoch, on a labelled test set at the end
-    Metric("loss", "minimize", lambda outputs, targets: loss(outputs, targets).item()),
-    Metric("accuracy", "maximize", accuracy),
-]
-OBJECTIVE = "val_accuracy"  # what tuning and the results table rank runs by
+LOSS = Metric("loss", "minimize", lambda outputs, targets: loss(outputs, targets).item())
+EVALUATED = {  # on val after every epoch, on a labelled test set at the end
+    "classification": [LOSS, Metric("accuracy", "maximize", accuracy)],
+    "regression": [LOSS, Metric("r2", "maximize", r2)],
+}[PROBLEM]
+# What tuning and the results table rank runs by: the share of examples right, or of the
+# targets' spread explained.
+OBJECTIVE = {"classification": "val_accuracy", "regression": "val_r2"}[PROBLEM]
 EPOCH_COLUMNS = ["epoch", "train_loss", *(f"val_{metric.name}" for metric in EVALUATED)]
 GOALS = {"train_loss": "minimize"} | {
     f"{split}_{metric.name}": metric.goal for split in ("val", "test") for metric in EVALUATED
 }
+
+
+def guessing(info):
+    """The OBJECTIVE of a model that learnt nothing (a perfect one scores 1), for data.py's
+    `info`: tests and the smoke check measure learning from there."""
+    return 1 / len(info["classes"]) if PROBLEM == "classification" else 0.0
 
 
 def evaluate(outputs, targets, split):

@@ -9,8 +9,11 @@ import shutil
 
 import predict
 import pytest
+import torch
 
 import data
+import saved_model
+import splits
 import train
 from options import build_parser
 
@@ -24,12 +27,21 @@ def trained(synthetic_dataset, tmp_path_factory, train_argv):
     return run_dir
 
 
+def assert_numbers_in_the_target_units(values, trained, test):
+    """Each predicted number is the model's output standardised back (data.py's target_scale)."""
+    model, about = saved_model.load(trained / "model")
+    mean, std = about["data"]["target_scale"]
+    with torch.no_grad():
+        outputs = torch.cat([model(inputs) for inputs, _ in splits.batches(test, 500, "cpu")])
+    assert values == pytest.approx((outputs.double().squeeze(1) * std + mean).tolist(), rel=1e-5)
+
+
 def run_predict(*argv, capsys):
     code = predict.main([str(word) for word in argv])
     return code, capsys.readouterr()
 
 
-def test_submission_has_one_row_per_test_example_with_a_class_or_a_probability(
+def test_submission_has_one_row_per_test_example_with_a_class_a_probability_or_a_number(
     trained, synthetic_dataset, tmp_path, capsys
 ):
     argv = ["--model", trained / "model", "--data-dir", synthetic_dataset, "--out-dir", tmp_path]
@@ -44,15 +56,18 @@ def test_submission_has_one_row_per_test_example_with_a_class_or_a_probability(
     with open(tmp_path / "submission.csv", newline="") as file:
         rows = list(csv.reader(file))
     assert [row[0] for row in rows[1:]] == test.ids
-    if about["data"].get("submit_probability"):  # two classes, where data.py asks for it
+    if "classes" not in about["data"]:  # regression: the number, in the target's units
+        assert rows[0] == ["id", about["data"]["target"]]
+        assert_numbers_in_the_target_units([float(row[1]) for row in rows[1:]], trained, test)
+    elif about["data"].get("submit_probability"):  # two classes, where data.py asks for it
         assert rows[0] == ["id", "probability"]
         assert all(0 <= float(row[1]) <= 1 for row in rows[1:])
     else:
         assert rows[0] == ["id", "label"]
         assert {row[1] for row in rows[1:]} <= set(about["data"]["classes"])
-    if test.targets is not None:  # a labelled test set: the accuracy training reported
+    if test.targets is not None:  # a labelled test set: the metric line training printed
         reported = json.loads((trained / "output" / "test_metrics.json").read_text())
-        assert f"test accuracy {reported['test_accuracy']:.4f}" in printed.out
+        assert " ".join(f"{name}={value:.4f}" for name, value in reported.items()) in printed.out
     assert (tmp_path / "predictions.png").is_file() == (test.inputs.dim() == 4)  # images
 
 

@@ -50,7 +50,7 @@ def only_run(uri, experiment_name):
 
 
 def test_a_run_logs_params_metrics_plots_and_the_model(
-    local_store, synthetic_dataset, tmp_path, train_argv, monkeypatch
+    local_store, synthetic_dataset, tmp_path, train_argv, monkeypatch, plot_names
 ):
     monkeypatch.setenv("MLFLOW_RUN_NAME", "tiny-run")
     argv = train_argv(synthetic_dataset, tmp_path, "--epochs", "2", "--tracking", "true")
@@ -74,8 +74,7 @@ def test_a_run_logs_params_metrics_plots_and_the_model(
         for item in client.list_artifacts(run.info.run_id, folder)
     }
     assert artifacts == {
-        "plots/curves.png",
-        "plots/confusion_matrix.png",
+        *(f"plots/{name}" for name in plot_names),
         "model/model.pt",
         "model/model.json",
         "model/model.py",
@@ -154,7 +153,7 @@ def test_a_resumed_run_continues_the_same_mlflow_run(
 
     client, run = only_run(local_store, "resumed-runs")
     assert run.info.run_id == stopped.info.run_id and run.info.status == "FINISHED"
-    logged = client.get_metric_history(run.info.run_id, "val_accuracy")
+    logged = client.get_metric_history(run.info.run_id, metrics.OBJECTIVE)
     assert [m.step for m in logged] == [1, 2]
 
 

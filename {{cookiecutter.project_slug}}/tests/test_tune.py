@@ -59,7 +59,10 @@ def test_dry_run_prints_the_tuning_request_without_any_aws_call(
     assert request["HyperParameterTuningJobConfig"] == {
         "Strategy": "Random",
         "ResourceLimits": {"MaxNumberOfTrainingJobs": 3, "MaxParallelTrainingJobs": 2},
-        "HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": "val:accuracy"},
+        "HyperParameterTuningJobObjective": {
+            "Type": job_config.OBJECTIVE_TYPE,
+            "MetricName": job_config.OBJECTIVE,
+        },
         "ParameterRanges": {
             "ContinuousParameterRanges": [
                 {"Name": "lr", "MinValue": "0.001", "MaxValue": "0.1", "ScalingType": "Logarithmic"}
@@ -173,7 +176,7 @@ def fake_tuner(aws, monkeypatch):
             s3.put_object(
                 Bucket=bucket, Key=f"{key}/output.tar.gz", Body=archive("metrics.csv", b"epoch")
             )
-            metric = {"MetricName": "val:accuracy", "Value": accuracy}
+            metric = {"MetricName": job_config.OBJECTIVE, "Value": accuracy}
             trials.append(
                 {
                     "TrainingJobName": trial,
@@ -225,14 +228,14 @@ def test_tuning_job_against_moto_fetches_the_best_trial_and_every_score(
     best = summary["best"]
     assert best["training_job"].endswith("-002-0123abcd")
     assert best["hyperparameters"]["lr"] == "0.05"
-    assert best["objective"] == {"MetricName": "val:accuracy", "Value": 0.97}
+    assert best["objective"] == {"MetricName": job_config.OBJECTIVE, "Value": 0.97}
     assert summary["trials"] == 3 and summary["status"] == "Completed"
     rows = (folder / "trials.csv").read_text().splitlines()
     assert rows[0] == "training_job,status,objective,lr,width,batch-size"
     assert [row.split(",")[2] for row in rows[1:]] == ["0.97", "0.91", "0.88"]
     assert (folder / "best" / "model" / "model.pt").read_bytes() == b"0.05"
     assert json.loads((folder / "best" / "exp.json").read_text())["status"] == "Completed"
-    assert "Best: " in done.stdout and "val:accuracy=0.97" in done.stdout
+    assert "Best: " in done.stdout and f"{job_config.OBJECTIVE}=0.97" in done.stdout
 
 
 def test_dry_run_works_with_a_source_folder_big_enough_for_a_multipart_upload(

@@ -1,4 +1,4 @@
-"""Put a tabular classification dataset into dataset/: a synthetic one (offline) or yours.
+"""Put a tabular dataset into dataset/: a synthetic one (offline) or yours.
 
     python scripts/prepare_dataset.py synthetic [--train-size N] [--test-size M] [--seed S]
     python scripts/prepare_dataset.py rawdata [ARCHIVE]     # your files, from rawdata/
@@ -6,7 +6,8 @@
 
 All write the layout src/data.py reads: train.csv (id, features, target) and test.csv (id,
 features). The synthetic rows have 8 numeric features (a few values missing) and a colour, and a
-binary target that a weighted sum of them decides, up to a little noise.
+target that a weighted sum of them decides, up to a little noise: for classification whether the
+sum is positive ("0" or "1"), for regression (src/metrics.py's PROBLEM) a price around 200.
 `rawdata` unpacks an archive (.zip, .tar.gz, ...) that you put in rawdata/, e.g. what a Kaggle
 competition gives you, into dataset/; `kaggle` downloads it there first (pip install kaggle).
 """
@@ -28,20 +29,23 @@ MAX_ROWS = 10_000_000
 
 
 def synthetic_rows(count, seed, first_id):
-    """Rows (dicts) with id, f1..f8, colour and target ("0" or "1")."""
+    """Rows (dicts) with id, f1..f8, colour and target ("0" or "1", or a price)."""
     rng = np.random.default_rng(seed)
     weights = np.random.default_rng(12345).normal(size=len(FEATURES))  # the same in every split
     features = rng.normal(size=(count, len(FEATURES)))
     colours = rng.choice(list(COLOUR_EFFECT), count)
-    logits = features @ weights + np.array([COLOUR_EFFECT[c] for c in colours])
-    targets = logits + rng.logistic(scale=0.2, size=count) > 0
+    sums = features @ weights + np.array([COLOUR_EFFECT[c] for c in colours])
+    if job_config.METRICS.PROBLEM == "regression":  # in other units than the features'
+        targets = [f"{200 + 40 * value:.2f}" for value in sums + rng.normal(scale=0.2, size=count)]
+    else:
+        targets = [str(int(value > 0)) for value in sums + rng.logistic(scale=0.2, size=count)]
     rows = []
     for index in range(count):
         row = {"id": str(first_id + index)}
         row |= {name: f"{value:.5f}" for name, value in zip(FEATURES, features[index], strict=True)}
         if rng.random() < 0.05:
             row["f1"] = ""  # a missing value, as real tables have
-        rows.append(row | {"colour": colours[index], "target": str(int(targets[index]))})
+        rows.append(row | {"colour": colours[index], "target": targets[index]})
     return rows
 
 
@@ -74,7 +78,7 @@ def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sources = parser.add_subparsers(dest="source", required=True)
     synthetic = sources.add_parser(
-        "synthetic", parents=[common], help="rows of 9 features and a binary target (offline)"
+        "synthetic", parents=[common], help="rows of 9 features and a target (offline)"
     )
     whole_number = job_config.train_options().whole_number  # the checks train.py's options use
     size = whole_number(1, MAX_ROWS)

@@ -3,8 +3,9 @@
 The rest of the project asks this file for `load()`, `problems()` and `DatasetError` only, and
 knows nothing else about the data: not the columns, not the classes, not the file format.
 
-The example: tabular classification in the layout of most Kaggle tabular competitions, as
-scripts/prepare_dataset.py writes it (a synthetic set, or your files from rawdata/):
+The example: tabular classification, or regression when src/metrics.py's PROBLEM says so, in
+the layout of most Kaggle tabular competitions, as scripts/prepare_dataset.py writes it (a
+synthetic set, or your files from rawdata/):
 
     <data-dir>/train.csv    ID and TARGET columns and any feature columns, one row per example
     <data-dir>/test.csv     the same without TARGET: the rows to predict (optional)
@@ -12,7 +13,8 @@ scripts/prepare_dataset.py writes it (a synthetic set, or your files from rawdat
 Set ID and TARGET below to your competition's column names (e.g. PassengerId and Survived).
 Numeric columns are used as they are (a missing value becomes the training median); text
 columns become one 0/1 column per value seen in training (at most MAX_CATEGORIES, else the
-column is left out). Features are then standardised with the training part's statistics.
+column is left out). Features are then standardised with the training part's statistics, and
+so is a regression target (model.json's "target_scale": predict.py undoes it).
 """
 
 import csv
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from metrics import PROBLEM
 from splits import Dataset, Split, hold_out
 
 ID, TARGET = "id", "target"
@@ -47,16 +50,13 @@ def load(data_dir, val_fraction, seed, info=None):
     labelled = Split(torch.arange(len(rows)), ids=[row[ID] for row in rows])
     train_part, val_part = hold_out(labelled, val_fraction, seed)
     if info is None:
-        classes = sorted({row[TARGET] for row in rows})
-        info = describe([rows[i] for i in train_part.inputs.tolist()], classes)
-    unknown = sorted({row[TARGET] for row in rows} - set(info["classes"]))
-    if unknown:
-        raise DatasetError(f"{TARGET} values the model does not know: {', '.join(unknown[:5])}")
+        info = describe([rows[i] for i in train_part.inputs.tolist()], rows)
+    check_targets(rows, info)
 
     def split(part_rows, ids, labelled=True):
         features = torch.tensor([encode(row, info) for row in part_rows], dtype=torch.float32)
-        targets = [info["classes"].index(row[TARGET]) for row in part_rows] if labelled else None
-        return Split(features, None if targets is None else torch.tensor(targets), ids)
+        targets = torch.tensor([target(row, info) for row in part_rows]) if labelled else None
+        return Split(features, targets, ids)
 
     train = split([rows[i] for i in train_part.inputs.tolist()], train_part.ids)
     val = split([rows[i] for i in val_part.inputs.tolist()], val_part.ids)
@@ -93,7 +93,29 @@ def number(text):
     return value if math.isfinite(value) else None
 
 
-def describe(rows, classes):
+def check_targets(rows, info):
+    if "classes" in info:
+        unknown = sorted({row[TARGET] for row in rows} - set(info["classes"]))
+        if unknown:
+            raise DatasetError(f"{TARGET} values the model does not know: {', '.join(unknown[:5])}")
+        return
+    bad = [row[ID] for row in rows if number(row[TARGET]) is None]
+    if bad:
+        raise DatasetError(
+            f"{TARGET} is not a number in {len(bad)} row(s) (ids {', '.join(bad[:5])}): a "
+            "regression target must be; for classes set PROBLEM in src/metrics.py"
+        )
+
+
+def target(row, info):
+    """The model's target for a row: the class's index, or the standardised number."""
+    if "classes" in info:
+        return info["classes"].index(row[TARGET])
+    mean, std = info["target_scale"]
+    return (float(row[TARGET]) - mean) / std
+
+
+def describe(rows, all_rows):
     """What encoding a row takes, learnt from the training rows: the model.json "data"."""
     if len(rows) < 2:
         raise DatasetError(f"{len(rows)} labelled row(s) to train on: at least 2 are needed")
@@ -111,9 +133,15 @@ def describe(rows, classes):
         *numeric,
         *(f"{name}={value}" for name, seen in categorical.items() for value in seen),
     ]
-    info = {"classes": classes, "numeric": numeric}
-    info |= {"categorical": categorical, "columns": columns, "input_shape": [len(columns)]}
-    info["submit_probability"] = SUBMIT_PROBABILITY and len(info["classes"]) == 2
+    info = {"numeric": numeric, "categorical": categorical, "columns": columns}
+    info |= {"input_shape": [len(columns)], "target": TARGET}
+    if PROBLEM == "classification":
+        info["classes"] = sorted({row[TARGET] for row in all_rows})
+        info["submit_probability"] = SUBMIT_PROBABILITY and len(info["classes"]) == 2
+    else:
+        check_targets(rows, info)
+        values = torch.tensor([float(row[TARGET]) for row in rows], dtype=torch.float64)
+        info["target_scale"] = [values.mean().item(), values.std().clamp(min=1e-12).item()]
     if not columns:
         raise DatasetError("no feature column to learn from besides ID and TARGET")
     raw = torch.tensor([encode(row, info, standardise=False) for row in rows])

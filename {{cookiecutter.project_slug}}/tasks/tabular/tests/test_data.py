@@ -1,7 +1,7 @@
 """The tabular example's data: scripts/prepare_dataset.py writes a synthetic set (or unpacks
 yours from rawdata/) in the layout src/data.py reads, and src/data.py encodes it (medians for
-missing numbers, a column per category, statistics of the training part) or says in one line
-what is missing or malformed."""
+missing numbers, a column per category, statistics of the training part; classes, or a
+standardised number for regression) or says in one line what is missing or malformed."""
 
 import csv
 import sys
@@ -12,6 +12,9 @@ import pytest
 import torch
 
 import data
+import metrics
+
+REGRESSION = metrics.PROBLEM == "regression"
 
 
 def synthetic(out, *options):
@@ -33,7 +36,10 @@ def test_synthetic_set_has_the_layout_data_py_reads_and_the_same_seed_gives_the_
     train, test = rows_of(first / "train.csv"), rows_of(first / "test.csv")
     assert (len(train), len(test)) == (100, 30)
     assert {data.ID, data.TARGET} <= set(train[0]) and data.TARGET not in test[0]
-    assert {row[data.TARGET] for row in train} == {"0", "1"}
+    if REGRESSION:  # prices around 200, in other units than the features'
+        assert 100 < sum(float(row[data.TARGET]) for row in train) / len(train) < 300
+    else:
+        assert {row[data.TARGET] for row in train} == {"0", "1"}
     assert not {row[data.ID] for row in train} & {row[data.ID] for row in test}
     assert (first / "train.csv").read_text() == (again / "train.csv").read_text()
     assert (first / "train.csv").read_text() != (other / "train.csv").read_text()
@@ -45,12 +51,41 @@ def test_load_encodes_numbers_categories_and_gaps_with_training_statistics(synth
     info = dataset.info
     assert info["columns"] == [*prepare_dataset.FEATURES, "colour=blue", "colour=green",
                                "colour=red"]  # fmt: skip
-    assert info["input_shape"] == [len(info["columns"])] and info["classes"] == ["0", "1"]
+    assert info["input_shape"] == [len(info["columns"])]
     assert (len(dataset.train), len(dataset.val)) == (1800, 200)
     assert torch.allclose(dataset.train.inputs.mean(0), torch.zeros(11), atol=1e-4)
     assert torch.isfinite(dataset.train.inputs).all()  # the gaps in f1 became the median
     assert dataset.test.targets is None
     assert dataset.test.ids == [row[data.ID] for row in rows_of(synthetic_dataset / "test.csv")]
+
+
+def test_targets_are_class_indices_or_the_standardised_number(synthetic_dataset):
+    dataset = data.load(synthetic_dataset, 0.1, seed=0)
+    rows = {row[data.ID]: row for row in rows_of(synthetic_dataset / "train.csv")}
+    given = [rows[id][data.TARGET] for id in dataset.val.ids]
+    if REGRESSION:
+        mean, std = dataset.info["target_scale"]
+        assert "classes" not in dataset.info and dataset.info["target"] == data.TARGET
+        assert dataset.train.targets.mean().abs() < 1e-4  # standardised on the training part
+        assert dataset.val.targets.tolist() == pytest.approx(
+            [(float(value) - mean) / std for value in given], abs=1e-5
+        )
+    else:
+        assert dataset.info["classes"] == ["0", "1"]
+        assert [dataset.info["classes"][i] for i in dataset.val.targets.tolist()] == given
+
+
+def test_a_target_the_model_cannot_take_is_reported_in_one_line(tmp_path):
+    (tmp_path / "train.csv").write_text("id,f1,target\n1,0.5,3\n2,0.7,12.5\n3,0.1,3\n")
+    info = data.load(tmp_path, 0.34, seed=0).info  # the saved model's, say
+    (tmp_path / "train.csv").write_text("id,f1,target\n1,0.5,cheap\n2,0.7,12.5\n3,0.1,3\n")
+
+    with pytest.raises(data.DatasetError) as error:
+        data.load(tmp_path, 0.34, seed=0, info=info)
+
+    message = str(error.value)
+    expected = "not a number in 1 row(s) (ids 1)" if REGRESSION else "does not know: cheap"
+    assert "\n" not in message and expected in message
 
 
 def test_a_value_not_seen_in_training_encodes_as_no_category_at_prediction(
