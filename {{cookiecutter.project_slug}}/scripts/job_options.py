@@ -4,10 +4,12 @@ job runs on and with, where its results go, and the exit codes.
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 import aws_env
 import defaults
+import job_cost
 from job_config import ConfigError
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
@@ -93,6 +95,13 @@ def add_job_options(parser, numbers):
         default=3600,
         help="seconds of training at most (3600)",
     )
+    parser.add_argument(
+        "--max-cost",
+        type=numbers.positive_float,
+        metavar="USD",
+        help="refuse to launch when the most the job(s) can cost is above this, or unknown "
+        "(prices: scripts/prices.py; default: no limit)",
+    )
 
 
 def check_job_options(parser, args, local=False):
@@ -115,6 +124,36 @@ def check_job_options(parser, args, local=False):
             aws_env.split_s3_uri(args.dataset_uri)
         except ValueError as error:
             parser.error(f"--dataset-uri: {error}; upload with scripts/upload_dataset.py")
+
+
+def check_cost(args, spec, jobs, results_dir=None):
+    """Print the cost's upper bound on stderr: per job (with what the last completed job of the
+    same config and instance type cost, when results_dir holds one) and in total for `jobs`
+    ([(config name, job count)]). ConfigError when --max-cost refuses the launch."""
+    price, reason = job_cost.hourly_price(spec.region, spec.instance_type)
+    print(job_cost.estimate_line(spec, price, reason), file=sys.stderr)
+    for config_name, _ in jobs:
+        last = results_dir and job_cost.previous_cost(results_dir, config_name, spec.instance_type)
+        if last:
+            print(
+                f"  {config_name}: the last completed job cost {job_cost.dollars(last[0])} "
+                f"({last[1]})",
+                file=sys.stderr,
+            )
+    count = sum(number for _, number in jobs)
+    total = None if price is None else count * job_cost.upper_bound(spec, price)
+    if count > 1 and total is not None:
+        print(f"  {count} jobs: at most {job_cost.dollars(total)} in total", file=sys.stderr)
+    if args.max_cost is None:
+        return
+    if total is None:
+        raise ConfigError(f"--max-cost {args.max_cost}: the cost is unknown ({reason})")
+    if total > args.max_cost:
+        raise ConfigError(
+            f"at most {job_cost.dollars(total)} is above --max-cost "
+            f"{job_cost.dollars(args.max_cost)}: lower --max-run, the instance count or type, "
+            "or raise --max-cost; nothing was launched"
+        )
 
 
 def parser_from_doc(doc):

@@ -4,7 +4,7 @@
     output/     output.tar.gz extracted (metrics.csv, plots)
     logs.txt    every log line of every host, with timestamps
     exp.json    job name, status, failure reason, image, instance, hyperparameters, S3 URIs,
-                billable seconds, final metrics
+                final metrics, and the bill: billable seconds, the price, the cost, spot's saving
 
 The same for SageMaker jobs (fetched from S3 and CloudWatch Logs) and --local runs.
 """
@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import aws_env
+import job_cost
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 TERMINAL_STATUSES = {"Completed", "Failed", "Stopped"}  # of training and tuning jobs alike
@@ -198,11 +199,23 @@ def summarize(description, mode):
         "ended": iso(description.get("TrainingEndTime")),
         "training_seconds": description.get("TrainingTimeInSeconds"),
         "billable_seconds": description.get("BillableTimeInSeconds"),
+        "warm_pool_billable_seconds": description.get("WarmPoolStatus", {}).get(
+            "ResourceRetainedBillableTimeInSeconds"
+        ),
         "final_metrics": {
             metric["MetricName"]: metric["Value"]
             for metric in description.get("FinalMetricDataList", [])
         },
     }
+
+
+def billed(summary, region):
+    """The summary with its bill (job_cost.bill) and why the price is unknown, if it is; a local
+    run bills nothing."""
+    price, reason = None, None
+    if summary["mode"] == "sagemaker":
+        price, reason = job_cost.hourly_price(region, summary["instance_type"])
+    return summary | job_cost.bill(summary, price) | {"price_unknown": reason}
 
 
 def save_results(folder, summary, archives, log_events):
@@ -256,7 +269,7 @@ def fetch_job(session, job_name, folder):
     description = sagemaker.describe_training_job(TrainingJobName=job_name)
     # DescribeTrainingJob leaves the tags out; they name the experiment and the config.
     tags = sagemaker.list_tags(ResourceArn=description["TrainingJobArn"]).get("Tags", [])
-    summary = summarize({**description, "Tags": tags}, "sagemaker")
+    summary = billed(summarize({**description, "Tags": tags}, "sagemaker"), session.region_name)
     s3 = session.client("s3")
     with tempfile.TemporaryDirectory(prefix="sm-fetch-") as scratch:
         archives = {

@@ -3,12 +3,15 @@
     python scripts/run_job.py --config config/exp001.yaml          # launch, wait, fetch
     python scripts/run_job.py --config config/exp001.yaml config/exp002.yaml   # in parallel
     python scripts/run_job.py --dry-run      # print the CreateTrainingJob request; no AWS call
+    python scripts/run_job.py --max-cost 2   # refuse unless the job surely costs at most $2
     python scripts/run_job.py --local        # run that request on this machine (no Docker)
     python scripts/run_job.py --instance-count 2   # data-parallel on 2 hosts (torchrun)
     python scripts/run_job.py --fetch JOB    # wait for an existing job and fetch its results
 
-Results land in result/jobs/<timestamp>/ (one folder per job: model/, output/, logs.txt,
-exp.json) whatever the outcome; the exit code is 0 only when every job completed.
+Before a launch (and with --dry-run) it prints on stderr the most the job can cost (prices:
+scripts/prices.py). Results land in result/jobs/<timestamp>/ (one folder per job: model/,
+output/, logs.txt, exp.json with the bill) whatever the outcome; the exit code is 0 only when
+every job completed.
 """
 
 import argparse
@@ -22,6 +25,7 @@ from pathlib import Path
 import aws_env
 import defaults
 import job_config
+import job_cost
 import job_options
 import job_results
 from job_config import ConfigError
@@ -139,6 +143,7 @@ def dry_run(args, configs):
     from job_request import build_request, offline_session
 
     spec = job_options.job_spec(args)
+    job_options.check_cost(args, spec, [(config.name, 1) for config, _ in configs], args.out_dir)
     requests = []
     with offline_session(args.region, aws_env.default_bucket(args.region)) as session:
         for config, base_name in configs:
@@ -212,7 +217,7 @@ def run_local(args, configs):
             print(f"Running {request['TrainingJobName']} locally")
             run = local_job.run_container(request, channels, workdir)
             description = local_job.describe(request, run)
-            summary = job_results.summarize(description, "local")
+            summary = job_results.billed(job_results.summarize(description, "local"), args.region)
             # Nothing went to S3: the archives' only copy is what lands in the results folder.
             summary.update(model_uri=None, output_uri=None, code_uri=None, checkpoint_uri=None)
             folder = job_folder(args, request["TrainingJobName"], config, len(configs) > 1)
@@ -250,9 +255,10 @@ def not_created(folder, request, base_name, message):
 def launch(args, configs):
     from job_request import build_request, online_session
 
+    spec = job_options.job_spec(args)
+    job_options.check_cost(args, spec, [(config.name, 1) for config, _ in configs], args.out_dir)
     session = aws_env.boto_session(args.region)
     sagemaker = session.client("sagemaker")
-    spec = job_options.job_spec(args)
     launched, outcomes = [], []  # launched: (config name, job name, folder)
     sagemaker_session = online_session(args.region, aws_env.default_bucket(args.region))
     for config, base_name in configs:
@@ -352,9 +358,20 @@ def wait(session, job_names, poll_seconds):
             time.sleep(poll_seconds)
 
 
+def cost_cell(summary):
+    """$0.12, with spot's saving ($0.05, spot saved 62%), or - (local, price unknown)."""
+    if summary.get("cost_usd") is None:
+        return "-"
+    cell = job_cost.dollars(summary["cost_usd"])
+    if summary.get("spot_saving") is not None:
+        cell += f" (spot saved {summary['spot_saving']:.0%})"
+    return cell
+
+
 def report(outcomes, good_statuses=None):
     """Print a line per job, as a table; exit code 0 only if all completed without problems."""
-    rows = [["config", "job", "status", job_config.METRICS.OBJECTIVE, "billable_s", "results"]]
+    rows = [["config", "job", "status", job_config.METRICS.OBJECTIVE, "billable_s", "cost"]]
+    rows[0].append("results")
     for config_name, summary, _ in outcomes:
         objective = (summary.get("final_metrics") or {}).get(job_config.OBJECTIVE)
         rows.append(
@@ -364,11 +381,14 @@ def report(outcomes, good_statuses=None):
                 summary.get("status", "-"),
                 "-" if objective is None else f"{objective:.4f}",
                 str(summary.get("billable_seconds") or "-"),
+                cost_cell(summary),
                 os.path.relpath(summary["results_dir"]) if summary.get("results_dir") else "-",
             ]
         )
         if summary.get("failure_reason"):
             print(f"{summary.get('job_name')}: {summary['failure_reason']}")
+        if summary.get("price_unknown"):
+            print(f"{summary.get('job_name')}: cost unknown: {summary['price_unknown']}")
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print(

@@ -2,6 +2,7 @@
 
     python scripts/tune.py --config config/tune001.yaml     # launch, wait, fetch
     python scripts/tune.py --dry-run     # print the CreateHyperParameterTuningJob request; no AWS
+    python scripts/tune.py --max-cost 5  # refuse unless all trials surely cost at most $5
     python scripts/tune.py --fetch NAME  # wait for an earlier tuning job and fetch its results
 
 SageMaker starts training jobs with values from the config's ranges (SDK v3's
@@ -14,6 +15,7 @@ fetches a job).
 
 import csv
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import aws_env
 import job_config
+import job_cost
 import job_options
 import job_results
 from job_config import ConfigError
@@ -46,6 +49,13 @@ class TuningConfig:
     max_parallel_jobs: int = 1
     objective: str = job_config.OBJECTIVE
     objective_type: str = job_config.OBJECTIVE_TYPE
+
+
+def trial_count(tuning):
+    """The most trials the tuning job starts: max-jobs, or for Grid every combination."""
+    if tuning.max_jobs:
+        return tuning.max_jobs
+    return math.prod(len(spec["values"]) for spec in tuning.ranges.values())
 
 
 def unknown(kind, key, known):
@@ -233,8 +243,9 @@ def wait(sagemaker, name, poll_seconds):
         time.sleep(poll_seconds)
 
 
-def trial_rows(trials, maximize):
-    """One row per trial, best first (trials without a final metric last)."""
+def trial_rows(trials, maximize, bills=None):
+    """One row per trial, best first (trials without a final metric last); bills: training
+    job name -> {"billable_seconds", "cost_usd"}."""
     rows = []
     for trial in trials:
         metric = trial.get("FinalHyperParameterTuningJobObjectiveMetric") or {}
@@ -243,6 +254,7 @@ def trial_rows(trials, maximize):
                 "training_job": trial["TrainingJobName"],
                 "status": trial.get("TrainingJobStatus"),
                 "objective": metric.get("Value"),
+                **(bills or {}).get(trial["TrainingJobName"], {}),
                 **trial.get("TunedHyperParameters", {}),
             }
         )
@@ -252,6 +264,19 @@ def trial_rows(trials, maximize):
         reverse=maximize,
     )
     return scored + [r for r in rows if r["objective"] is None]
+
+
+def trial_bills(session, trials):
+    """Training job name -> billable seconds and cost of each trial (DescribeTrainingJob)."""
+    sagemaker, bills = session.client("sagemaker"), {}
+    for trial in trials:
+        name = trial["TrainingJobName"]
+        description = sagemaker.describe_training_job(TrainingJobName=name)
+        summary = job_results.summarize(description, "sagemaker")
+        price, _ = job_cost.hourly_price(session.region_name, summary["instance_type"])
+        bill = job_cost.bill(summary, price)
+        bills[name] = {"billable_s": summary["billable_seconds"], "cost_usd": bill["cost_usd"]}
+    return bills
 
 
 def fetch(session, name, folder):
@@ -265,7 +290,9 @@ def fetch(session, name, folder):
         trials += page["TrainingJobSummaries"]
     config = description["HyperParameterTuningJobConfig"]
     objective = config["HyperParameterTuningJobObjective"]
-    rows = trial_rows(trials, objective["Type"] == "Maximize")
+    bills = trial_bills(session, trials)
+    rows = trial_rows(trials, objective["Type"] == "Maximize", bills)
+    costs = [bill["cost_usd"] for bill in bills.values()]
     folder.mkdir(parents=True, exist_ok=True)
     columns = list(dict.fromkeys(key for row in rows for key in row))
     with open(folder / "trials.csv", "w", newline="") as file:
@@ -287,6 +314,8 @@ def fetch(session, name, folder):
             "objective": (best.get("FinalHyperParameterTuningJobObjectiveMetric") or {}),
         },
         "trials": len(rows),
+        # The trials' billable seconds at the cached price; None when a price is unknown.
+        "cost_usd": None if None in costs else sum(costs),
     }
     problems = []
     if best:
@@ -303,7 +332,9 @@ def report(summary, rows, folder):
         print(f"  hyperparameters: {json.dumps(best['hyperparameters'])}")
     for row in rows[:10]:
         print("  " + "  ".join(f"{key}={value}" for key, value in row.items()))
-    print(f"{len(rows)} trial(s); results in {folder}")
+    cost = summary.get("cost_usd")
+    cost = job_cost.dollars(cost) if cost is not None else f"unknown ({job_cost.REFRESH})"
+    print(f"{len(rows)} trial(s), cost {cost}; results in {folder}")
     return 0 if summary["status"] == "Completed" and best else job_options.EXIT_FAILED
 
 
@@ -350,6 +381,7 @@ def main(argv=None):
         if not name:
             tuning = load_tuning(args.config, job_config.train_option_parser())
             spec = job_options.job_spec(args)
+            job_options.check_cost(args, spec, [(tuning.name, trial_count(tuning))])
             name = tuning_job_name(args.exp_name, tuning.name)
         bucket = aws_env.default_bucket(args.region)
         if args.dry_run:

@@ -143,6 +143,71 @@ def aws_call_recorder(aws_credentials, monkeypatch):
     server.shutdown()
 
 
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+class JsonApiStandIn(http.server.BaseHTTPRequestHandler):
+    """Answers AWS JSON 1.1 calls (the X-Amz-Target header names the operation) that moto does
+    not serve, from the answers in `handlers`: target -> function(request body) -> response."""
+
+    handlers = {}
+
+    def do_POST(self):
+        target = self.headers.get("X-Amz-Target", "")
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        handler = self.handlers.get(target)
+        status, answer = (200, handler(body)) if handler else (400, {"__type": "UnknownOperation"})
+        data = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/x-amz-json-1.1")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def recorded_products(request):
+    """GetProducts over tests/fixtures/pricing_get_products.json: a response in the shape of
+    botocore's pricing model (a test checks it) and of the AWS CLI's documented example, holding
+    on-demand SageMaker prices of a few instance types (us-east-1 training prices as AWS's
+    pricing page lists them, one Hosting and one Notebook product, one eu-west-1 product). The
+    request's TERM_MATCH filters apply to the product's attributes and its productFamily."""
+    recorded = json.loads((FIXTURES / "pricing_get_products.json").read_text())
+
+    def matches(item):
+        product = json.loads(item)["product"]
+        fields = {**product["attributes"], "productFamily": product["productFamily"]}
+        return all(fields.get(f["Field"]) == f["Value"] for f in request.get("Filters", []))
+
+    served = request.get("ServiceCode") == "AmazonSageMaker"
+    return {**recorded, "PriceList": [i for i in recorded["PriceList"] if served and matches(i)]}
+
+
+@pytest.fixture
+def aws_stand_ins(aws_credentials, monkeypatch):
+    """The Price List API (pricing) answered from its recorded response, on a local endpoint."""
+    handler = type("Handler", (JsonApiStandIn,), {"handlers": {}})
+    handler.handlers["AWSPriceListService.GetProducts"] = recorded_products
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_PRICING", f"http://127.0.0.1:{server.server_address[1]}")
+    yield handler.handlers
+    server.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def prices_cache(tmp_path, monkeypatch):
+    """A price cache of the test's own (empty), never the project's result/prices.json."""
+    import job_cost
+
+    path = tmp_path / "prices-cache" / "prices.json"
+    monkeypatch.setenv("PRICES_CACHE", str(path))
+    monkeypatch.setattr(job_cost, "PRICES_FILE", path)
+    return path
+
+
 def upload_folder(s3, folder, uri):
     bucket, prefix = aws_env.split_s3_uri(uri)
     for path in Path(folder).rglob("*"):
@@ -251,9 +316,11 @@ class FakeSageMaker:
         job.final_metric_data_list = [
             {**metric, "Timestamp": run.end} for metric in description["FinalMetricDataList"]
         ]
-        job.billable_time_in_seconds = job.training_time_in_seconds = max(
-            1, description["TrainingTimeInSeconds"]
-        )
+        job.training_time_in_seconds = max(2, description["TrainingTimeInSeconds"])
+        # Spot bills fewer seconds than it trains (SageMaker's saving is 1 - billable/training);
+        # this stand-in bills half.
+        spot = request.get("EnableManagedSpotTraining")
+        job.billable_time_in_seconds = job.training_time_in_seconds // (2 if spot else 1)
         job.failure_reason = description["FailureReason"]
         job.training_job_status = job.secondary_status = description["TrainingJobStatus"]
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import aws_env
 import defaults
 import job_config
+import job_cost
 import job_request
 import job_results
 import pytest
@@ -101,6 +102,28 @@ def test_job_runs_and_its_model_outputs_and_logs_come_back(
     (request,) = fake_sagemaker.requests
     assert request["Environment"]["PYTHONUNBUFFERED"] == "1"
     assert "epoch=1" in done.stdout  # a single job's log lines are printed while waiting
+
+
+def test_a_spot_job_comes_back_with_its_bill_and_saving(
+    fake_sagemaker, uploaded_dataset, tiny_config, tmp_path
+):
+    job_cost.write_cache(REGION, {defaults.INSTANCE_TYPE: 0.736})
+    out = tmp_path / "results"
+
+    done = run_job(
+        "--config", tiny_config, "--use-spot", "--out-dir", out, env=environment(), cwd=tmp_path
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    _, exp = only_result(out)
+    billable, training = exp["billable_seconds"], exp["training_seconds"]
+    assert exp["spot"] and 1 <= billable < training
+    assert exp["price_usd_per_hour"] == 0.736 and exp["price_unknown"] is None
+    assert exp["cost_usd"] == pytest.approx(billable * 0.736 / 3600)
+    assert exp["spot_saving"] == pytest.approx(1 - billable / training, abs=1e-4)
+    *_, row = [line for line in done.stdout.splitlines() if exp["job_name"] in line.split()]
+    saved = f"{job_cost.dollars(exp['cost_usd'])} (spot saved {exp['spot_saving']:.0%})"
+    assert saved in row
 
 
 def test_failed_job_saves_logs_and_reason_and_exits_nonzero(

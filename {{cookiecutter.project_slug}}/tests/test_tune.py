@@ -16,6 +16,7 @@ import tarfile
 import aws_env
 import defaults
 import job_config
+import job_cost
 import pytest
 from aws_fakes import PROJECT_ROOT, REGION, run_script
 
@@ -169,6 +170,9 @@ def fake_tuner(aws, monkeypatch):
                 StoppingCondition=definition["StoppingCondition"],
                 HyperParameters={**definition["StaticHyperParameters"], **tuned},
             )
+            seconds = 60 * (number + 1)  # moto serves these attributes as they are set
+            finished = self.sagemaker_backend.training_jobs[trial]
+            finished.training_time_in_seconds = finished.billable_time_in_seconds = seconds
             bucket, key = aws_env.split_s3_uri(f"{output}/{trial}/output")
             s3.put_object(
                 Bucket=bucket, Key=f"{key}/model.tar.gz", Body=archive("model.pt", lr.encode())
@@ -213,6 +217,7 @@ def test_tuning_job_against_moto_fetches_the_best_trial_and_every_score(
     aws, fake_tuner, tuning_config, tmp_path
 ):
     aws.client("s3").create_bucket(Bucket=BUCKET)
+    job_cost.write_cache(REGION, {defaults.INSTANCE_TYPE: 0.736})
     out = tmp_path / "tune-results"
     dry = tune("--dry-run", "--config", tuning_config, cwd=tmp_path)
 
@@ -231,7 +236,10 @@ def test_tuning_job_against_moto_fetches_the_best_trial_and_every_score(
     assert best["objective"] == {"MetricName": job_config.OBJECTIVE, "Value": 0.97}
     assert summary["trials"] == 3 and summary["status"] == "Completed"
     rows = (folder / "trials.csv").read_text().splitlines()
-    assert rows[0] == "training_job,status,objective,lr,width,batch-size"
+    assert rows[0] == "training_job,status,objective,billable_s,cost_usd,lr,width,batch-size"
+    assert sorted(int(row.split(",")[3]) for row in rows[1:]) == [60, 120, 180]
+    assert summary["cost_usd"] == pytest.approx(360 * 0.736 / 3600)
+    assert f"3 trial(s), cost {job_cost.dollars(360 * 0.736 / 3600)}" in done.stdout
     assert [row.split(",")[2] for row in rows[1:]] == ["0.97", "0.91", "0.88"]
     assert (folder / "best" / "model" / "model.pt").read_bytes() == b"0.05"
     assert json.loads((folder / "best" / "exp.json").read_text())["status"] == "Completed"
