@@ -79,6 +79,7 @@ DEFAULT_FILES = {
     "tests/test_sagemaker_container.py",
     "tests/test_tracking.py",
     "tests/test_train.py",
+    "tests/test_triage.py",
     "tests/test_tune.py",
     "tests/test_upload.py",
     *(f"{folder}/.gitkeep" for folder in KEPT_FOLDERS),

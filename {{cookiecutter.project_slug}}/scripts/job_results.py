@@ -28,6 +28,33 @@ EXPANSION_RATIO = 50  # model weights hardly compress; a 50x ratio is a bomb, no
 EXPANSION_FLOOR = 256 * 1024 * 1024
 # SageMaker says "Requested resource not found."; moto "Could not find training job ...".
 NOT_FOUND_WORDS = ("not found", "could not find")
+LOG_TAIL = 15  # log lines a failed job's triage shows
+# Known causes of a failed job: (what its failure reason or log says, the cause, the fix). The
+# fix may name the match's first group {0}, and {quota}: the Service Quota the job needs.
+FAILURE_CAUSES = [
+    (
+        r"ResourceLimitExceeded",
+        "a Service Quota of the account is too low for this job",
+        "ask for more of '{quota}' in Service Quotas (Amazon SageMaker), or choose another "
+        "--instance-type; python scripts/doctor.py shows the quotas",
+    ),
+    (
+        r"AccessDenied.*(?:s3|S3|bucket)|(?:s3|S3).*(?:AccessDenied|403)",
+        "the execution role cannot reach the S3 data",
+        "allow the role s3:GetObject, s3:PutObject and s3:ListBucket on the bucket (the managed "
+        "policy AmazonSageMakerFullAccess covers sagemaker-* buckets); python scripts/doctor.py",
+    ),
+    (
+        r"CUDA out of memory|OutOfMemoryError|MemoryError|exit code 137|Killed",
+        "the job ran out of memory",
+        "lower batch-size in the config, or choose an instance type with more (GPU) memory",
+    ),
+    (
+        r"ModuleNotFoundError: No module named '([^'.]+)",
+        "a Python package is missing in the container",
+        "add {0} to src/requirements.txt (installed when the job starts)",
+    ),
+]
 
 
 def job_timestamp(job_name):
@@ -218,8 +245,41 @@ def billed(summary, region):
     return summary | job_cost.bill(summary, price) | {"price_unknown": reason}
 
 
+def triage(summary, log_events):
+    """What a failed or stopped job's exp.json says of it: the cause and fix when it is a known
+    one (FAILURE_CAUSES), and the last lines of its log; None for any other status."""
+    if summary["status"] not in {"Failed", "Stopped", "NotCreated"}:
+        return None
+    tail = [message.rstrip() for _, _, message in log_events][-LOG_TAIL:]
+    found = {"cause": None, "fix": None, "log_tail": tail}
+    if summary["status"] == "Stopped":
+        return found | {
+            "cause": "stopped: by a stop request, at --max-run, or spot's --max-wait",
+            "fix": "raise --max-run (or --max-wait) if it stopped too soon; checkpoints resume it",
+        }
+    text = "\n".join([summary.get("failure_reason") or "", *tail])
+    usage = "training job usage"
+    if summary.get("spot"):
+        usage = "spot training job usage"
+    elif summary.get("keep_alive_seconds"):
+        usage = "training warm pool usage"
+    for pattern, cause, fix in FAILURE_CAUSES:
+        match = re.search(pattern, text)
+        if match:
+            quota = f"{summary.get('instance_type')} for {usage}"
+            return found | {"cause": cause, "fix": fix.format(*match.groups(), quota=quota)}
+    if not log_events and summary["status"] == "Failed":
+        return found | {
+            "cause": "the job failed before train.py printed anything",
+            "fix": "check that the image exists for this region and instance type (--image-uri) "
+            "and that the dataset URI holds the dataset: python scripts/doctor.py",
+        }
+    return found
+
+
 def save_results(folder, summary, archives, log_events):
-    """Extract the archives and write logs.txt and exp.json; returns the problems met."""
+    """Extract the archives and write logs.txt and exp.json; returns what exp.json holds: the
+    summary, the problems met ("problems") and, for a failed job, its triage."""
     folder.mkdir(parents=True, exist_ok=True)
     problems = []
     for name, archive in archives.items():
@@ -233,8 +293,9 @@ def save_results(folder, summary, archives, log_events):
         log_text = f"(no log lines yet for {summary['job_name']}: status {summary['status']})\n"
     (folder / "logs.txt").write_text(log_text, encoding="utf-8")
     summary = {**summary, "results_dir": str(folder), "problems": problems}
+    summary["triage"] = triage(summary, log_events)
     (folder / "exp.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    return problems
+    return summary
 
 
 def is_not_found(error):
@@ -279,5 +340,5 @@ def fetch_job(session, job_name, folder):
             ),
         }
         log_events = JobLogs(session.client("logs"), job_name).read_new()
-        problems = save_results(folder, summary, archives, log_events)
-    return summary, problems
+        saved = save_results(folder, summary, archives, log_events)
+    return saved, saved["problems"]

@@ -222,13 +222,13 @@ def run_local(args, configs):
             summary.update(model_uri=None, output_uri=None, code_uri=None, checkpoint_uri=None)
             folder = job_folder(args, request["TrainingJobName"], config, len(configs) > 1)
             host = f"{local_job.HOST}-{int(run.start)}"
-            problems = job_results.save_results(
+            saved = job_results.save_results(
                 folder,
                 summary,
                 {"model": run.model_tar, "output": run.output_tar},
                 [(host, milliseconds, line) for milliseconds, line in run.log_events],
             )
-            outcomes.append((config.name, {**summary, "results_dir": folder}, problems))
+            outcomes.append((config.name, {**saved, "results_dir": folder}, saved["problems"]))
             if run.status == "Stopped":
                 break
     return job_options.EXIT_INTERRUPTED if run.status == "Stopped" else report(outcomes)
@@ -248,8 +248,7 @@ def not_created(folder, request, base_name, message):
         "FailureReason": message,
     }
     summary = job_results.summarize(description, "sagemaker")
-    job_results.save_results(folder, summary, {}, [])
-    return {**summary, "results_dir": folder}
+    return {**job_results.save_results(folder, summary, {}, []), "results_dir": folder}
 
 
 def launch(args, configs):
@@ -368,6 +367,18 @@ def cost_cell(summary):
     return cell
 
 
+def print_triage(summary):
+    """A failed or stopped job: its cause and fix when known, and the last lines of its log."""
+    found = summary.get("triage")
+    if not found:
+        return
+    if found["cause"]:
+        print(f"  cause: {found['cause']}\n  fix: {found['fix']}")
+    if found["log_tail"]:
+        print(f"  last {len(found['log_tail'])} log lines (all in logs.txt):")
+        print("\n".join(f"    {line}" for line in found["log_tail"]))
+
+
 def report(outcomes, good_statuses=None):
     """Print a line per job, as a table; exit code 0 only if all completed without problems."""
     rows = [["config", "job", "status", job_config.METRICS.OBJECTIVE, "billable_s", "cost"]]
@@ -387,6 +398,7 @@ def report(outcomes, good_statuses=None):
         )
         if summary.get("failure_reason"):
             print(f"{summary.get('job_name')}: {summary['failure_reason']}")
+        print_triage(summary)
         if summary.get("price_unknown"):
             print(f"{summary.get('job_name')}: cost unknown: {summary['price_unknown']}")
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

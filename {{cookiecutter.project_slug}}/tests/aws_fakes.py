@@ -240,8 +240,9 @@ class FakeSageMaker:
     """What SageMaker does with a created job, for the moto server (see the module doc).
 
     behaviour: "run" (train for real), "reject" (CreateTrainingJob fails with a
-    ValidationException), "hang" (stays InProgress until released), "hostile" (completes with a
-    model.tar.gz that points outside its folder).
+    ValidationException), "over quota" (it fails with ResourceLimitExceeded), "hang" (stays
+    InProgress until released), "hostile" (completes with a model.tar.gz that points outside its
+    folder).
     """
 
     def __init__(self, aws):
@@ -341,16 +342,26 @@ class FakeSageMaker:
 
 @pytest.fixture
 def fake_sagemaker(aws, monkeypatch):
-    from moto.sagemaker.exceptions import ValidationError
+    from moto.sagemaker.exceptions import SagemakerClientError, ValidationError
     from moto.sagemaker.responses import SageMakerResponse
 
     fake = FakeSageMaker(aws)
     create = SageMakerResponse.create_training_job
 
+    class ResourceLimitExceeded(SagemakerClientError):
+        code = "ResourceLimitExceeded"  # one of CreateTrainingJob's errors in botocore's model
+
     def create_and_play(self):
         request = json.loads(self.body)
         if fake.behaviour == "reject":
             raise ValidationError("The requested resource ml.g4dn.xlarge is not available")
+        if fake.behaviour == "over quota":  # SageMaker's wording
+            quota = f"{request['ResourceConfig']['InstanceType']} for training job usage"
+            raise ResourceLimitExceeded(
+                f"The account-level service limit '{quota}' is 0 Instances, with current "
+                "utilization of 0 Instances and a request delta of 1 Instances. Please use AWS "
+                "Service Quotas to request an increase for this quota."
+            )
         result = create(self)
         fake.on_create(self.sagemaker_backend, request)
         return result

@@ -154,6 +154,8 @@ def test_failed_job_saves_logs_and_reason_and_exits_nonzero(
     assert exp["failure_reason"] in done.stdout
     assert "Executing command:" in (folder / "logs.txt").read_text()
     assert not (folder / "model" / "model.pt").exists()
+    tail = exp["triage"]["log_tail"]  # the last lines of the log, in exp.json and printed
+    assert 0 < len(tail) <= job_results.LOG_TAIL and f"    {tail[-1]}" in done.stdout
 
 
 def test_api_error_leaves_no_job_and_a_result_saying_why(
@@ -170,6 +172,21 @@ def test_api_error_leaves_no_job_and_a_result_saying_why(
     assert exp["status"] == "NotCreated"
     assert "not available" in exp["failure_reason"]
     assert aws.client("sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
+
+
+def test_a_launch_over_quota_says_which_quota_to_raise(fake_sagemaker, aws, tiny_config, tmp_path):
+    fake_sagemaker.behaviour = "over quota"
+    out = tmp_path / "results"
+
+    done = run_job("--config", tiny_config, "--out-dir", out, env=environment(), cwd=tmp_path)
+
+    assert done.returncode == 1
+    _, exp = only_result(out)
+    quota = f"{defaults.INSTANCE_TYPE} for training job usage"
+    assert exp["status"] == "NotCreated" and "ResourceLimitExceeded" in exp["failure_reason"]
+    assert exp["triage"]["cause"] == "a Service Quota of the account is too low for this job"
+    assert f"ask for more of '{quota}' in Service Quotas" in exp["triage"]["fix"]
+    assert f"  fix: {exp['triage']['fix']}" in done.stdout
 
 
 def test_hostile_model_archive_writes_nothing_outside_its_folder(
