@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import aws_env
+import job_checks
 import job_cost
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
@@ -258,15 +259,12 @@ def triage(summary, log_events):
             "fix": "raise --max-run (or --max-wait) if it stopped too soon; checkpoints resume it",
         }
     text = "\n".join([summary.get("failure_reason") or "", *tail])
-    usage = "training job usage"
-    if summary.get("spot"):
-        usage = "spot training job usage"
-    elif summary.get("keep_alive_seconds"):
-        usage = "training warm pool usage"
+    usage = "spot" if summary.get("spot") else "on-demand"
+    usage = "warm pool" if summary.get("keep_alive_seconds") else usage
     for pattern, cause, fix in FAILURE_CAUSES:
         match = re.search(pattern, text)
         if match:
-            quota = f"{summary.get('instance_type')} for {usage}"
+            quota = job_checks.quota_name(summary.get("instance_type"), usage)
             return found | {"cause": cause, "fix": fix.format(*match.groups(), quota=quota)}
     if not log_events and summary["status"] == "Failed":
         return found | {

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import aws_env
 import defaults
+import job_checks
 import job_config
 import job_cost
 import job_options
@@ -257,6 +258,11 @@ def launch(args, configs):
     spec = job_options.job_spec(args)
     job_options.check_cost(args, spec, [(config.name, 1) for config, _ in configs], args.out_dir)
     session = aws_env.boto_session(args.region)
+    failed = job_checks.before_launch(session, spec)
+    if failed:
+        lines = [line for check in failed for line in check.lines()]
+        lines.append("nothing was launched; python scripts/doctor.py checks the rest")
+        raise ConfigError("\n".join(lines))
     sagemaker = session.client("sagemaker")
     launched, outcomes = [], []  # launched: (config name, job name, folder)
     sagemaker_session = online_session(args.region, aws_env.default_bucket(args.region))

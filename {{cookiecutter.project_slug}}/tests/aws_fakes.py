@@ -100,22 +100,57 @@ def moto_endpoint():
 
 
 class Aws:
-    """Clients of the moto server, and the environment that points scripts at it."""
+    """Clients of the moto server, and the environment that points scripts at it.
+
+    pass_role: what IAM's SimulatePrincipalPolicy answers for iam:PassRole (moto lacks it).
+    """
 
     def __init__(self, endpoint):
         self.endpoint = endpoint
+        self.pass_role = "allowed"
 
     def client(self, service):
         return boto3.client(service, region_name=REGION, endpoint_url=self.endpoint)
 
 
+SAGEMAKER_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "sagemaker.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }
+    ],
+}
+
+
 @pytest.fixture
 def aws(moto_endpoint, aws_credentials, monkeypatch):
+    """moto, reset, holding what a set-up account has: the execution role, trusting SageMaker."""
     import urllib.request
+
+    from moto.core.responses import ActionResult
+    from moto.iam.responses import IamResponse
 
     urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST"))
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
-    return Aws(moto_endpoint)
+    fake = Aws(moto_endpoint)
+    fake.client("iam").create_role(
+        RoleName=defaults.SAGEMAKER_ROLE.rsplit("/", 1)[-1],
+        AssumeRolePolicyDocument=json.dumps(SAGEMAKER_TRUST),
+    )
+
+    def simulate_principal_policy(self):  # SimulatePrincipalPolicy's answer, one action
+        resources = self._get_param("ResourceArns", [])
+        result = {"EvalActionName": "iam:PassRole", "EvalDecision": fake.pass_role}
+        result["EvalResourceName"] = resources[0]
+        return ActionResult({"EvaluationResults": [result], "IsTruncated": False})
+
+    monkeypatch.setattr(
+        IamResponse, "simulate_principal_policy", simulate_principal_policy, raising=False
+    )
+    return fake
 
 
 @pytest.fixture
@@ -185,15 +220,39 @@ def recorded_products(request):
     return {**recorded, "PriceList": [i for i in recorded["PriceList"] if served and matches(i)]}
 
 
+class RecordedQuotas:
+    """ListServiceQuotas over tests/fixtures/service_quotas_list_sagemaker.json, in the shape of
+    botocore's service-quotas model (a test checks it): SageMaker's training quotas of two
+    instance types (on-demand 1, spot 0, warm pool 0, as a new account has them; the quota codes
+    are placeholders). `values` (quota name -> value) changes what it answers."""
+
+    def __init__(self):
+        self.recorded = json.loads((FIXTURES / "service_quotas_list_sagemaker.json").read_text())
+        self.values = {quota["QuotaName"]: quota["Value"] for quota in self.recorded["Quotas"]}
+
+    def __call__(self, request):
+        quotas = [
+            {**quota, "Value": self.values[quota["QuotaName"]]}
+            for quota in self.recorded["Quotas"]
+            if quota["ServiceCode"] == request.get("ServiceCode")
+        ]
+        return {"Quotas": quotas}
+
+
 @pytest.fixture
 def aws_stand_ins(aws_credentials, monkeypatch):
-    """The Price List API (pricing) answered from its recorded response, on a local endpoint."""
+    """What moto lacks, on a local endpoint: the Price List API (pricing) and Service Quotas'
+    SageMaker quotas, answered from recorded responses. Yields the quotas (RecordedQuotas)."""
+    quotas = RecordedQuotas()
     handler = type("Handler", (JsonApiStandIn,), {"handlers": {}})
     handler.handlers["AWSPriceListService.GetProducts"] = recorded_products
+    handler.handlers["ServiceQuotasV20190624.ListServiceQuotas"] = quotas
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("AWS_ENDPOINT_URL_PRICING", f"http://127.0.0.1:{server.server_address[1]}")
-    yield handler.handlers
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL_PRICING", endpoint)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SERVICE_QUOTAS", endpoint)
+    yield quotas
     server.shutdown()
 
 
