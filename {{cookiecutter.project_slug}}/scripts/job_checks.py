@@ -62,8 +62,12 @@ def credentials(session):
     try:
         identity = session.client("sts").get_caller_identity()
     except Exception as error:
-        return Check("credentials", False, aws_env.describe_error(error), "aws configure, or "
-                     "aws sso login, or set AWS_PROFILE")  # fmt: skip
+        return Check(
+            "credentials",
+            False,
+            aws_env.describe_error(error),
+            "aws configure, or aws sso login, or set AWS_PROFILE",
+        )
     if identity["Account"] != defaults.AWS_ACCOUNT_ID:
         return Check(
             "credentials",
@@ -78,8 +82,12 @@ def credentials(session):
 def region(session, name):
     available = session.get_available_regions("sagemaker", aws_env.partition(name))
     if name not in available:
-        return Check("region", False, f"SageMaker is not in {name}", "pass --region or set "
-                     "AWS_REGION to one of: " + ", ".join(available[:8]) + ", ...")  # fmt: skip
+        return Check(
+            "region",
+            False,
+            f"SageMaker is not in {name}",
+            "pass --region or set AWS_REGION to one of: " + ", ".join(available[:8]) + ", ...",
+        )
     return Check("region", True, name)
 
 
@@ -107,8 +115,12 @@ def execution_role(session, role_arn):
         role = session.client("iam").get_role(RoleName=name)["Role"]
     except Exception as error:
         if getattr(error, "response", {}).get("Error", {}).get("Code") == "NoSuchEntity":
-            return Check("execution role", False, f"no role {name}", "create it (IAM > Roles > "
-                         "SageMaker) or pass --role / SAGEMAKER_ROLE_ARN")  # fmt: skip
+            return Check(
+                "execution role",
+                False,
+                f"no role {name}",
+                "create it (IAM > Roles > SageMaker) or pass --role / SAGEMAKER_ROLE_ARN",
+            )
         return unchecked("execution role", error)
     if not trusts_sagemaker(role["AssumeRolePolicyDocument"]):
         return Check(
@@ -141,8 +153,12 @@ def role_can_be_passed(session, role_arn):
         return unchecked(name, error)
     (evaluation,) = result["EvaluationResults"]
     if evaluation["EvalDecision"] != "allowed":
-        return Check(name, False, f"{caller} may not iam:PassRole {role_arn}",
-                     "allow iam:PassRole on the role to your user or role")  # fmt: skip
+        return Check(
+            name,
+            False,
+            f"{caller} may not iam:PassRole {role_arn}",
+            "allow iam:PassRole on the role to your user or role",
+        )
     return Check(name, True, f"{caller} may pass {role_arn.rsplit('/', 1)[1]}")
 
 

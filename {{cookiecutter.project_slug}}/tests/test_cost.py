@@ -37,8 +37,7 @@ def test_the_recorded_price_list_answer_has_the_shape_of_botocores_pricing_model
 def test_refresh_reads_only_the_regions_on_demand_training_prices_and_keeps_their_date(
     aws_stand_ins, prices_cache, tmp_path, monkeypatch
 ):
-    done = script(PRICES, "--refresh", "--region", "us-east-1", env=dict(os.environ),
-                  cwd=tmp_path)  # fmt: skip
+    done = script(PRICES, "--refresh", "--region", "us-east-1", env=dict(os.environ), cwd=tmp_path)
 
     assert done.returncode == 0, done.stderr
     cached = json.loads(prices_cache.read_text())["us-east-1"]
@@ -85,9 +84,18 @@ def test_dry_run_with_prices_gives_the_upper_bound_in_dollars(aws_call_recorder,
     job_cost.write_cache(REGION, {defaults.INSTANCE_TYPE: 0.736})
 
     done = script(
-        RUN_JOB, "--dry-run", "--no-use-spot", "--max-run", "1800", "--instance-count", "2",
-        "--keep-alive", "600", env=dict(os.environ), cwd=tmp_path,
-    )  # fmt: skip
+        RUN_JOB,
+        "--dry-run",
+        "--no-use-spot",
+        "--max-run",
+        "1800",
+        "--instance-count",
+        "2",
+        "--keep-alive",
+        "600",
+        env=dict(os.environ),
+        cwd=tmp_path,
+    )
 
     assert done.returncode == 0, done.stderr
     bound = (1800 + 600) / 3600 * 2 * 0.736  # $0.98
@@ -115,8 +123,9 @@ def test_max_cost_refuses_a_launch_in_one_line_without_any_aws_call(
         job_cost.write_cache(REGION, {defaults.INSTANCE_TYPE: 0.736})
     out = tmp_path / "results"
 
-    done = script(RUN_JOB, "--max-cost", "0.01", "--out-dir", out, env=dict(os.environ),
-                  cwd=tmp_path)  # fmt: skip
+    done = script(
+        RUN_JOB, "--max-cost", "0.01", "--out-dir", out, env=dict(os.environ), cwd=tmp_path
+    )
 
     assert done.returncode == 2
     (refusal,) = [line for line in done.stderr.splitlines() if line.startswith("run_job.py")]
@@ -160,8 +169,14 @@ def test_tuning_bounds_every_trial_it_may_start(aws_call_recorder, tmp_path):
 
 
 def test_the_bill_counts_every_instance_and_the_warm_pool_and_spots_saving():
-    job = {"mode": "sagemaker", "instance_count": 2, "billable_seconds": 900,
-           "training_seconds": 1800, "spot": True, "warm_pool_billable_seconds": None}  # fmt: skip
+    job = {
+        "mode": "sagemaker",
+        "instance_count": 2,
+        "billable_seconds": 900,
+        "training_seconds": 1800,
+        "spot": True,
+        "warm_pool_billable_seconds": None,
+    }
     assert job_cost.bill(job, 0.736) == {
         "price_usd_per_hour": 0.736,
         "cost_usd": pytest.approx(900 * 2 * 0.736 / 3600),

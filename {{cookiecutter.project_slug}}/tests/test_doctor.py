@@ -85,8 +85,11 @@ def test_a_role_that_does_not_trust_sagemaker_fails_with_the_trust_policy_to_add
         ),
     )
 
-    done = run_script([PROJECT_ROOT / "scripts" / "doctor.py", "--role", "Ec2Role"],
-                      env=dict(os.environ), cwd=tmp_path)  # fmt: skip
+    done = run_script(
+        [PROJECT_ROOT / "scripts" / "doctor.py", "--role", "Ec2Role"],
+        env=dict(os.environ),
+        cwd=tmp_path,
+    )
 
     assert done.returncode == 1, done.stdout + done.stderr
     lines = done.stdout.splitlines()
@@ -186,7 +189,7 @@ def test_a_custom_image_not_pushed_yet_fails(account, capsys, monkeypatch):
         ([], "training job usage"),
         (["--use-spot"], "spot training job usage"),
         (["--keep-alive"], "training warm pool usage"),
-    ],  # fmt: skip
+    ],
     ids=["on-demand", "spot", "warm pool"],
 )
 def test_a_quota_of_0_fails_the_kind_of_job_it_is_for(
@@ -224,8 +227,9 @@ def test_run_job_refuses_a_launch_the_quota_would_fail_and_points_to_the_doctor(
     out = tmp_path / "results"
     run_job = [PROJECT_ROOT / "scripts" / "run_job.py", "--instance-type", INSTANCE]
 
-    done = run_script([*run_job, "--no-use-spot", "--out-dir", out], env=dict(os.environ),
-                      cwd=tmp_path)  # fmt: skip
+    done = run_script(
+        [*run_job, "--no-use-spot", "--out-dir", out], env=dict(os.environ), cwd=tmp_path
+    )
 
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"run_job.py: error: ✗ quota {quota}: 0" in done.stderr
