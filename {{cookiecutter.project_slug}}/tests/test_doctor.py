@@ -12,6 +12,7 @@ import botocore.session
 import defaults
 import doctor
 import job_checks
+import prepare_dataset
 import pytest
 from aws_fakes import FIXTURES, PROJECT_ROOT, REGION, run_script, upload_folder
 from botocore.stub import Stubber
@@ -21,25 +22,42 @@ DATASET_URI = aws_env.dataset_uri(BUCKET)
 INSTANCE = "ml.g4dn.xlarge"  # one of the instance types the recorded quotas list
 
 
+@pytest.fixture(scope="module")
+def small_dataset(tmp_path_factory):
+    """A synthetic dataset of this project's kind, small: the doctor reads only its file names."""
+    folder = tmp_path_factory.mktemp("small-dataset")
+    prepare_dataset.prepare_synthetic(folder, 20, 10, seed=0)
+    return folder
+
+
 @pytest.fixture
-def account(aws, aws_stand_ins, synthetic_dataset, tmp_path, monkeypatch):
+def account(aws, aws_stand_ins, small_dataset, tmp_path, monkeypatch):
     """An account set up for the project's jobs: the role (the aws fixture makes it), the
     dataset uploaded, an on-demand quota of 1, and for a custom container its image on ECR and
     a Docker that answers."""
     aws.client("s3").create_bucket(Bucket=BUCKET)
-    upload_folder(aws.client("s3"), synthetic_dataset, DATASET_URI)
+    upload_folder(aws.client("s3"), small_dataset, DATASET_URI)
     if defaults.CONTAINER == "custom":
         ecr = aws.client("ecr")
         ecr.create_repository(repositoryName=defaults.PROJECT_SLUG)
-        manifest = json.dumps({"schemaVersion": 2, "config": {}, "layers": []})
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                "config": {
+                    "mediaType": "application/vnd.docker.container.image.v1+json",
+                    "size": 2,
+                    "digest": "sha256:" + "0" * 64,
+                },
+                "layers": [],
+            }
+        )
         ecr.put_image(
             repositoryName=defaults.PROJECT_SLUG, imageManifest=manifest, imageTag="latest"
         )
-        docker = tmp_path / "bin" / "docker"  # `docker info` answers, as a running daemon's
-        docker.parent.mkdir()
-        docker.write_text("#!/bin/sh\nexit 0\n")
-        docker.chmod(docker.stat().st_mode | stat.S_IXUSR)
-        monkeypatch.setenv("PATH", f"{docker.parent}{os.pathsep}{os.environ['PATH']}")
+        (tmp_path / "bin").mkdir()
+        docker = fake_docker(tmp_path / "bin", 0)
+        monkeypatch.setenv("PATH", f"{docker}{os.pathsep}{os.environ['PATH']}")
     return aws
 
 
@@ -206,6 +224,34 @@ def test_a_quota_of_0_fails_the_kind_of_job_it_is_for(
     aws_stand_ins.values[quota] = 2.0
     code, lines = diagnose(capsys, *options)
     assert code == 0 and f"✓ quota {quota}: 2" in lines
+
+
+def fake_docker(folder, exit_code):
+    """A `docker` command whose `docker info` ends with exit_code, as a daemon up (0) or down."""
+    docker = folder / "docker"
+    docker.write_text(f"#!/bin/sh\nexit {exit_code}\n")
+    docker.chmod(docker.stat().st_mode | stat.S_IXUSR)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("docker", "passed", "detail"),
+    [
+        (None, False, "docker is not installed"),
+        (1, False, "the Docker daemon does not answer"),
+        (0, True, "the daemon answers"),
+    ],
+    ids=["not installed", "daemon down", "daemon up"],
+)
+def test_docker_is_checked_by_what_docker_info_answers(
+    tmp_path, monkeypatch, docker, passed, detail
+):
+    folder = tmp_path if docker is None else fake_docker(tmp_path, docker)
+    monkeypatch.setenv("PATH", str(folder))
+
+    check = job_checks.docker()
+
+    assert (check.passed, check.detail) == (passed, detail)
 
 
 def test_docker_missing_fails_a_custom_container_only(account, capsys, monkeypatch):
