@@ -1,5 +1,4 @@
-"""Check, one by one, what a training job needs from the AWS account, each with ✓ or ✗ and
-the fix on one line; the exit code is 1 when any check fails.
+"""Check what a training job needs from the AWS account: ✓, or ✗ with the fix on one line.
 
     python scripts/doctor.py                         # the project's defaults
     python scripts/doctor.py --instance-type ml.g5.xlarge --use-spot
@@ -8,6 +7,7 @@ Credentials (and that they are of the rendered account), the region, the executi
 exists, trusts SageMaker, you may pass it), the bucket and the dataset (what src/data.py
 reads), the training image, the Service Quotas of the instance type (0 is the common first-job
 failure), and Docker for a custom container. "!" marks a warning or what could not be checked.
+The exit code is 1 when any check fails.
 """
 
 import argparse
@@ -17,14 +17,11 @@ import sys
 import aws_env
 import defaults
 import job_checks
+import job_options
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0].replace("\n", " "),
-        epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = job_options.parser_from_doc(__doc__)
     aws_env.add_region_option(parser)
     parser.add_argument(
         "--instance-type", default=defaults.INSTANCE_TYPE, help="default: %(default)s"

@@ -1,28 +1,23 @@
-"""Show, or refresh from the AWS Price List API, the on-demand prices of SageMaker training
-instances that run_job.py and tune.py estimate and bill with.
+"""Show, or refresh from the AWS Price List API, the on-demand prices of training instances.
 
     python scripts/prices.py                  # the cached prices of the project's region
     python scripts/prices.py --refresh        # read them again (one AWS call per 100 types)
     python scripts/prices.py --instance-type ml.g5.xlarge --region eu-west-1 --refresh
 
-The cache is result/prices.json (git-ignored; $PRICES_CACHE moves it), each region with the
-date it was read.
+run_job.py and tune.py estimate and bill with these prices. The cache is result/prices.json
+(git-ignored; $PRICES_CACHE moves it), each region with the date it was read.
 """
 
-import argparse
 import sys
 
 import aws_env
 import defaults
 import job_cost
+import job_options
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0].replace("\n", " "),
-        epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = job_options.parser_from_doc(__doc__)
     aws_env.add_region_option(parser)
     parser.add_argument(
         "--instance-type",

@@ -9,7 +9,6 @@ status, the billable time and the cost. It reads the exp.json files run_job.py a
 so it needs neither AWS nor experiment tracking.
 """
 
-import argparse
 import json
 import os
 import sys
@@ -18,17 +17,14 @@ from pathlib import Path
 import aws_env
 import job_config
 import job_cost
+import job_options
 
 RESULT_DIR = aws_env.PROJECT_ROOT / "result"
 WHERE = ["jobs/*/exp.json", "tune/*/best/exp.json"]  # under --results, when it is result/
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = job_options.parser_from_doc(__doc__)
     parser.add_argument(
         "--results",
         type=Path,
