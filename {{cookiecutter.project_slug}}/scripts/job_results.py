@@ -46,7 +46,7 @@ FAILURE_CAUSES = [
         "policy AmazonSageMakerFullAccess covers sagemaker-* buckets); python scripts/doctor.py",
     ),
     (
-        r"CUDA out of memory|OutOfMemoryError|MemoryError|exit code 137|Killed",
+        r"CUDA out of memory|OutOfMemoryError|MemoryError|code 137\b|\bKilled\b",
         "the job ran out of memory",
         "lower batch-size in the config, or choose an instance type with more (GPU) memory",
     ),

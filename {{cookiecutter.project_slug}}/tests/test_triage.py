@@ -57,7 +57,7 @@ def failed(reason="AlgorithmError: ExecuteUserScriptError", log=()):
             "add timm to src/requirements.txt",
         ),
     ],
-    ids=["quota (spot)", "quota (warm pool)", "S3 access", "out of memory", "missing module"],
+    ids=["quota (spot)", "quota (warm pool)", "S3 access", "GPU memory", "missing module"],
 )
 def test_each_known_cause_has_its_fix(reason, log, summary, cause, fix):
     job, events = failed(reason, log)
@@ -66,6 +66,14 @@ def test_each_known_cause_has_its_fix(reason, log, summary, cause, fix):
 
     assert cause in found["cause"] and fix in found["fix"]
     assert found["log_tail"] == log
+
+
+def test_a_process_killed_for_memory_is_out_of_memory_too():
+    reason = "AlgorithmError: ExecuteUserScriptError: Command ... exited with code 137"
+
+    found = job_results.triage(*failed(reason, ["epoch=1 ..."]))
+
+    assert found["cause"] == "the job ran out of memory"
 
 
 def test_a_job_that_failed_without_a_single_log_line_points_at_the_image_and_the_data():
