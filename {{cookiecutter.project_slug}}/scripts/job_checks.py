@@ -171,10 +171,11 @@ def dataset(session, uri):
     upload = "python scripts/upload_dataset.py"
     try:
         s3.head_bucket(Bucket=bucket)
-        keys = []
-        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/")
+        keys, folder = [], f"{prefix}/" if prefix else ""
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=folder)
         for page in pages:
-            keys += [item["Key"][len(prefix) + 1 :] for item in page.get("Contents", [])]
+            keys += [item["Key"][len(folder) :] for item in page.get("Contents", [])]
+            keys = [key for key in keys if key and not key.endswith("/")]  # folder markers
             if len(keys) >= DATASET_KEYS_LISTED:
                 break
     except Exception as error:
