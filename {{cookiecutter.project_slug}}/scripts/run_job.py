@@ -387,8 +387,9 @@ def print_triage(summary):
 
 def report(outcomes, good_statuses=None):
     """Print a line per job, as a table; exit code 0 only if all completed without problems."""
-    rows = [["config", "job", "status", job_config.METRICS.OBJECTIVE, "billable_s", "cost"]]
-    rows[0].append("results")
+    rows = [
+        ["config", "job", "status", job_config.METRICS.OBJECTIVE, "billable_s", "cost", "results"]
+    ]
     for config_name, summary, _ in outcomes:
         objective = (summary.get("final_metrics") or {}).get(job_config.OBJECTIVE)
         rows.append(

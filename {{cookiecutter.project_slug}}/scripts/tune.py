@@ -245,7 +245,7 @@ def wait(sagemaker, name, poll_seconds):
 
 def trial_rows(trials, maximize, bills=None):
     """One row per trial, best first (trials without a final metric last); bills: training
-    job name -> {"billable_seconds", "cost_usd"}."""
+    job name -> {"billable_s": ..., "cost_usd": ...}."""
     rows = []
     for trial in trials:
         metric = trial.get("FinalHyperParameterTuningJobObjectiveMetric") or {}
@@ -273,9 +273,8 @@ def trial_bills(session, trials):
         name = trial["TrainingJobName"]
         description = sagemaker.describe_training_job(TrainingJobName=name)
         summary = job_results.summarize(description, "sagemaker")
-        price, _ = job_cost.hourly_price(session.region_name, summary["instance_type"])
-        bill = job_cost.bill(summary, price)
-        bills[name] = {"billable_s": summary["billable_seconds"], "cost_usd": bill["cost_usd"]}
+        summary = job_results.billed(summary, session.region_name)
+        bills[name] = {"billable_s": summary["billable_seconds"], "cost_usd": summary["cost_usd"]}
     return bills
 
 
