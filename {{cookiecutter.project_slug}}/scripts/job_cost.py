@@ -14,7 +14,7 @@ import aws_env
 
 # PRICES_CACHE moves the cache elsewhere (the tests keep theirs in a temporary folder).
 PRICES_FILE = Path(os.environ.get("PRICES_CACHE") or aws_env.PROJECT_ROOT / "result/prices.json")
-# The Price List API answers in these regions only; prices of every region come from each.
+# The Price List API's endpoint (it runs in a few regions); it lists every region's prices.
 PRICING_API_REGION = "us-east-1"
 PRICE_FILTERS = {  # AmazonSageMaker's product attributes that name an on-demand training instance
     "productFamily": "ML Instance",
