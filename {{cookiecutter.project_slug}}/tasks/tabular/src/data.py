@@ -10,7 +10,8 @@ synthetic set, or your files from rawdata/):
     <data-dir>/train.csv    ID and TARGET columns and any feature columns, one row per example
     <data-dir>/test.csv     the same without TARGET: the rows to predict (optional)
 
-Set ID and TARGET below to your competition's column names (e.g. PassengerId and Survived).
+Set ID and TARGET below to your competition's column names (e.g. PassengerId and Survived, or
+for House Prices' regression Id and SalePrice).
 Numeric columns are used as they are (a missing value becomes the training median); text
 columns become one 0/1 column per value seen in training (at most MAX_CATEGORIES, else the
 column is left out). Features are then standardised with the training part's statistics, and
