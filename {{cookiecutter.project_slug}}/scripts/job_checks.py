@@ -232,12 +232,16 @@ def training_quotas(session, instance_type, required):
     warns for the others."""
     names = {quota_name(instance_type, usage): usage for usage in QUOTA_USAGES}
     found = {}
+    service_quotas = session.client("service-quotas")
     try:
-        pages = session.client("service-quotas").get_paginator("list_service_quotas")
-        for page in pages.paginate(ServiceCode="sagemaker"):
-            for quota in page["Quotas"]:
-                if quota["QuotaName"] in names:
-                    found[names[quota["QuotaName"]]] = quota["Value"]
+        # Applied values first; a quota never changed is listed among the defaults only.
+        for operation in ["list_service_quotas", "list_aws_default_service_quotas"]:
+            for page in service_quotas.get_paginator(operation).paginate(ServiceCode="sagemaker"):
+                for quota in page["Quotas"]:
+                    if quota["QuotaName"] in names:
+                        found.setdefault(names[quota["QuotaName"]], quota["Value"])
+            if len(found) == len(names):
+                break
     except Exception as error:
         return [unchecked(f"quotas of {instance_type}", error)]
     checks = []

@@ -9,6 +9,7 @@ tests/conftest.py loads this module as a plugin (after putting scripts/ on sys.p
 every client talks to the local server, credentials are dummies and the SDK's telemetry is off.
 """
 
+import functools
 import http.server
 import io
 import json
@@ -224,17 +225,20 @@ class RecordedQuotas:
     """ListServiceQuotas over tests/fixtures/service_quotas_list_sagemaker.json, in the shape of
     botocore's service-quotas model (a test checks it): SageMaker's training quotas of two
     instance types (on-demand 1, spot 0, warm pool 0, as a new account has them; the quota codes
-    are placeholders). `values` (quota name -> value) changes what it answers."""
+    are placeholders). `values` (quota name -> value) changes what it answers; a name in
+    `defaults_only` is listed by ListAWSDefaultServiceQuotas alone, as a quota never changed is."""
 
     def __init__(self):
         self.recorded = json.loads((FIXTURES / "service_quotas_list_sagemaker.json").read_text())
         self.values = {quota["QuotaName"]: quota["Value"] for quota in self.recorded["Quotas"]}
+        self.defaults_only = set()
 
-    def __call__(self, request):
+    def answer(self, request, applied):
         quotas = [
             {**quota, "Value": self.values[quota["QuotaName"]]}
             for quota in self.recorded["Quotas"]
             if quota["ServiceCode"] == request.get("ServiceCode")
+            and (quota["QuotaName"] not in self.defaults_only or not applied)
         ]
         return {"Quotas": quotas}
 
@@ -246,7 +250,11 @@ def aws_stand_ins(aws_credentials, monkeypatch):
     quotas = RecordedQuotas()
     handler = type("Handler", (JsonApiStandIn,), {"handlers": {}})
     handler.handlers["AWSPriceListService.GetProducts"] = recorded_products
-    handler.handlers["ServiceQuotasV20190624.ListServiceQuotas"] = quotas
+    target = "ServiceQuotasV20190624."
+    handler.handlers[target + "ListServiceQuotas"] = functools.partial(quotas.answer, applied=True)
+    handler.handlers[target + "ListAWSDefaultServiceQuotas"] = functools.partial(
+        quotas.answer, applied=False
+    )
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     endpoint = f"http://127.0.0.1:{server.server_address[1]}"

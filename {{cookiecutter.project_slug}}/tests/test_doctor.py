@@ -234,6 +234,16 @@ def fake_docker(folder, exit_code):
     return folder
 
 
+def test_a_quota_never_changed_is_read_from_the_defaults(account, aws_stand_ins, capsys):
+    quota = f"{INSTANCE} for training job usage"
+    aws_stand_ins.values[quota] = 0.0
+    aws_stand_ins.defaults_only.add(quota)  # not among the applied values, as on a new account
+
+    code, lines = diagnose(capsys)
+
+    assert code == 1 and f"✗ quota {quota}: 0" in lines
+
+
 @pytest.mark.parametrize(
     ("docker", "passed", "detail"),
     [
