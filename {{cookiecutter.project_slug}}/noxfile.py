@@ -6,7 +6,6 @@ installed into, so torch is never installed again per session.
 
 import csv
 import importlib.util
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -15,9 +14,9 @@ import nox
 
 PROJECT_ROOT = Path(__file__).resolve().parent
 nox.options.sessions = ["tests", "smoke"]
-# After one epoch on the small set, the objective must have gone this share of the way from a
-# model that learnt nothing to a perfect one (accuracy 0.865 with 10 classes, R² 0.85).
-SMOKE_SKILL = 0.85
+# What src/metrics.py's objective must reach after one epoch on the small set: accuracy or R²,
+# where 1 is perfect (a minimised objective, e.g. a loss, needs another check here).
+SMOKE_OBJECTIVE = 0.9
 
 
 def run_python(session, *arguments, **options):
@@ -33,7 +32,7 @@ def tests(session):
 
 
 def declared_metrics():
-    """src/metrics.py (torch-free): the objective, and what guessing would score."""
+    """src/metrics.py (torch-free): which metric is the objective, and the kind of problem."""
     spec = importlib.util.spec_from_file_location("metrics", PROJECT_ROOT / "src" / "metrics.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -69,8 +68,7 @@ def smoke(session):
             session.error(f"train.py or predict.py did not write {', '.join(missing)}")
         with open(output / "metrics.csv", newline="") as file:
             reached = float(list(csv.DictReader(file))[-1][metrics.OBJECTIVE])
-        guessing = metrics.guessing(json.loads((model / "model.json").read_text())["data"])
-        needed = guessing + SMOKE_SKILL * (1 - guessing)
-        if reached < needed:
-            session.error(f"{metrics.OBJECTIVE} {reached:.3f} after one epoch, below {needed:.3f}")
-        session.log(f"smoke passed: {metrics.OBJECTIVE} {reached:.3f}, outputs in place")
+        result = f"{metrics.OBJECTIVE} {reached:.3f}"
+        if reached < SMOKE_OBJECTIVE:
+            session.error(f"{result} after one epoch, expected at least {SMOKE_OBJECTIVE}")
+        session.log(f"smoke passed: {result}, outputs in place")
