@@ -54,6 +54,11 @@ def quota_name(instance_type, usage):
     return f"{instance_type} for {QUOTA_USAGES[usage]}"
 
 
+def error_code(error):
+    """The code of an AWS error ("NoSuchEntity", "404"), or None for any other exception."""
+    return getattr(error, "response", {}).get("Error", {}).get("Code")
+
+
 def unchecked(name, error):
     return Check(name, None, f"could not check ({aws_env.describe_error(error)})")
 
@@ -114,7 +119,7 @@ def execution_role(session, role_arn):
     try:
         role = session.client("iam").get_role(RoleName=name)["Role"]
     except Exception as error:
-        if getattr(error, "response", {}).get("Error", {}).get("Code") == "NoSuchEntity":
+        if error_code(error) == "NoSuchEntity":
             return Check(
                 "execution role",
                 False,
@@ -174,13 +179,12 @@ def dataset(session, uri):
         keys, folder = [], f"{prefix}/" if prefix else ""
         pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=folder)
         for page in pages:
-            keys += [item["Key"][len(folder) :] for item in page.get("Contents", [])]
-            keys = [key for key in keys if key and not key.endswith("/")]  # folder markers
+            listed = [item["Key"][len(folder) :] for item in page.get("Contents", [])]
+            keys += [key for key in listed if key and not key.endswith("/")]  # not folder markers
             if len(keys) >= DATASET_KEYS_LISTED:
                 break
     except Exception as error:
-        code = getattr(error, "response", {}).get("Error", {}).get("Code")
-        if code in {"404", "NoSuchBucket"}:
+        if error_code(error) in {"404", "NoSuchBucket"}:
             return Check(name, False, f"no bucket {bucket}", f"{upload} creates it")
         return unchecked(name, error)
     if not keys:
@@ -213,8 +217,7 @@ def training_image(session, region_name, instance_type):
             repositoryName=repository, imageIds=[{"imageTag": "latest"}]
         )
     except Exception as error:
-        code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
-        if code in {"RepositoryNotFoundException", "ImageNotFoundException"}:
+        if error_code(error) in {"RepositoryNotFoundException", "ImageNotFoundException"}:
             return Check(name, False, f"no {uri}", "bash scripts/build_and_push.sh")
         return unchecked(name, error)
     return Check(name, True, uri)
