@@ -10,11 +10,14 @@ scripts/job_request.py puts this file in front of the SDK's command:
     python3 container_entry.py --entry-script train.py -- /bin/bash -c "... sm_train.sh"
 
 It runs the command unchanged as its child (requirements, SM_* variables, the failure file and
-the exit code stay the SDK's), and on SIGTERM or SIGINT sends the signal to the processes that
-run the entry script: train.py under the basic driver, every worker under torchrun. The shells
-and the driver are left alone, as they carry train.py's log lines and exit code to the end. If
-no training process runs yet (requirements are installing), the whole command is stopped.
-Standard library only: it runs before src/requirements.txt is installed.
+the exit code stay the SDK's), and on SIGTERM or SIGINT sends the signal to the topmost process
+of each subtree that runs the entry script: train.py under the basic driver, every worker under
+torchrun, never their own children (DataLoader workers, which train.py ends itself: a signal to
+them would kill its data pipeline mid-checkpoint). The shells and the driver are left alone, as
+they carry train.py's log lines and exit code to the end. If no training process runs yet
+(requirements are installing), the whole command is stopped. A process that ends meanwhile is
+skipped: PID 1 must outlive every one of them. Standard library only: it runs before
+src/requirements.txt is installed.
 """
 
 import argparse
@@ -42,8 +45,12 @@ def parent_of(pid):
     return int(stat.rsplit(")", 1)[1].split()[1])  # the name in ( ) may hold spaces
 
 
-def descendants(root):
-    parents = {int(name): parent_of(name) for name in os.listdir("/proc") if name.isdigit()}
+def process_parents():
+    """{pid: parent pid} of every process this /proc shows."""
+    return {int(name): parent_of(name) for name in os.listdir("/proc") if name.isdigit()}
+
+
+def descendants(root, parents):
     found, frontier = set(), {root}
     while frontier:
         frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
@@ -60,9 +67,40 @@ def runs_script(argv, script):
 
 
 def training_processes(root, script):
-    """The processes of root's tree, root included, that run the script."""
-    tree = descendants(root) | {root}
-    return sorted(pid for pid in tree if runs_script(command_line(pid), script))
+    """The processes of root's tree, root included, that run the script and descend from no
+    other such process: train.py, or each torchrun worker, without the children they fork."""
+    parents = process_parents()
+    tree = descendants(root, parents) | {root}
+    training = {pid for pid in tree if runs_script(command_line(pid), script)}
+
+    def under_another(pid):
+        parent = parents.get(pid)
+        while parent in tree:
+            if parent in training:
+                return True
+            parent = parents.get(parent)
+        return False
+
+    return sorted(pid for pid in training if not under_another(pid))
+
+
+def send(pid, number, to_group=False):
+    """Send the signal; False when the process (or group) has ended meanwhile."""
+    try:
+        (os.killpg if to_group else os.kill)(pid, number)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def pass_stop(root, script, number):
+    """Pass a stop signal on (module doc); returns the processes it reached, or None when none
+    ran the script yet and the whole command was stopped."""
+    found = training_processes(root, script)
+    if not found:  # nothing to save yet: stop everything
+        send(root, number, to_group=True)
+        return None
+    return [pid for pid in found if send(pid, number)]
 
 
 def exit_status(status):
@@ -82,14 +120,10 @@ def main(argv=None):
 
     def pass_on(number, frame):
         stop.append(number)
-        targets = training_processes(child.pid, args.entry_script)
-        for pid in targets:
-            os.kill(pid, number)
-        if not targets:  # nothing to save yet: stop everything
-            os.killpg(child.pid, number)
+        targets = pass_stop(child.pid, args.entry_script, number)
         # Said once it is done: a reader of this line knows that the signal was sent.
-        name = signal.Signals(number).name
-        print(f"container_entry: {name} passed on to {targets or 'all'}", flush=True)
+        said = "all" if targets is None else targets
+        print(f"container_entry: {signal.Signals(number).name} passed on to {said}", flush=True)
 
     for number in STOP_SIGNALS:
         signal.signal(number, pass_on)

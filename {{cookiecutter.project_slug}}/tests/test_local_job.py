@@ -7,6 +7,9 @@ SDK's own driver code (sagemaker/train/container_drivers/) computes for the same
 import dataclasses
 import importlib.util
 import json
+import os
+import signal
+import subprocess
 import sys
 import tarfile
 from pathlib import Path
@@ -222,3 +225,56 @@ def test_container_entry_passes_stops_to_the_entry_script_processes_only(argv, i
     import container_entry
 
     assert container_entry.runs_script(argv, "train.py") == is_training
+
+
+FORKING_SCRIPT = """
+import os, time
+for _ in range(2):  # each child sleeps with its parent's command line, as a DataLoader worker
+    if os.fork() == 0:
+        time.sleep(60)
+        os._exit(0)
+print("forked", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_stop_reaches_train_py_but_never_the_children_it_forks(tmp_path):
+    """DataLoader workers are forks of train.py with its command line: a signal to them kills
+    train.py's data pipeline in the middle of its checkpoint."""
+    import container_entry
+
+    script = tmp_path / "train.py"
+    script.write_text(FORKING_SCRIPT)
+    # A shell above train.py, as the SDK's driver: the tree's root runs no training itself.
+    shell = subprocess.Popen(
+        ["sh", "-c", f'"{sys.executable}" {script}; true'], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert shell.stdout.readline() == "forked\n"
+        parents = container_entry.process_parents()
+        tree = container_entry.descendants(shell.pid, parents)
+        (trainer,) = [pid for pid in tree if parents[pid] == shell.pid]
+        forks = {pid for pid in tree if parents[pid] == trainer}
+        assert len(forks) == 2
+
+        assert container_entry.training_processes(shell.pid, "train.py") == [trainer]
+    finally:
+        for pid in container_entry.descendants(shell.pid, container_entry.process_parents()):
+            container_entry.send(pid, signal.SIGKILL)
+        shell.kill()
+        shell.wait()
+
+
+def test_a_process_that_ends_before_its_stop_arrives_is_skipped(monkeypatch):
+    """Between listing the training processes and signalling them, one may end: PID 1 must
+    neither crash (that would end the container) nor stop the whole command for it."""
+    import container_entry
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()  # reaped: its pid names no process now
+    monkeypatch.setattr(container_entry, "training_processes", lambda root, script: [ended.pid])
+    group_signals = []
+    monkeypatch.setattr(os, "killpg", lambda *args: group_signals.append(args))
+
+    assert container_entry.pass_stop(os.getpid(), "train.py", signal.SIGTERM) == []
+    assert group_signals == []

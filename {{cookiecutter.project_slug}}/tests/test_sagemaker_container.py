@@ -124,6 +124,10 @@ class Container:
             "HOME": str(self.root),
             "PIP_NO_INDEX": "1",  # src/requirements.txt is installed already: prove it offline
             "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+            # The suite's thread pin (conftest.py), which `env -i` would drop: weights compared
+            # with an uninterrupted run are the same only on the same thread count, and
+            # train.py's own count follows the machine's load.
+            "OMP_NUM_THREADS": os.environ["OMP_NUM_THREADS"],
             **self.request.get("Environment", {}),
             "TRAINING_JOB_NAME": JOB_NAME,
         }
@@ -317,3 +321,51 @@ def test_the_same_under_the_torchrun_driver_with_two_processes(dataset_channel, 
         weights_of(container.opt_ml / "model" / "model.pt"),
         uninterrupted_weights(values, dataset_channel, tmp_path, *torchrun),
     )
+
+
+# train.py with a DataLoader of two worker processes (forks of train.py, with its command line),
+# stopping as train.py does: the step under way takes its batch, then a checkpoint, exit 143.
+DATALOADER_TRAINING = """
+import signal, sys, time
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+class Slow(Dataset):
+    def __len__(self):
+        return 1_000_000
+
+    def __getitem__(self, index):
+        time.sleep(0.01)
+        return torch.tensor([float(index)])
+
+stop = []
+signal.signal(signal.SIGTERM, lambda number, frame: stop.append(number))
+loader = DataLoader(Slow(), batch_size=4, num_workers=2, persistent_workers=True)
+for step, batch in enumerate(loader, 1):
+    print(f"epoch 1 step {step}", flush=True)
+    if stop:
+        batch = next(iter(loader))  # the workers still serve while the checkpoint is written
+        with open("/opt/ml/checkpoints/checkpoint.pt", "w") as file:
+            file.write(str(step))
+        print(f"stopped by SIGTERM at epoch 1, step {step}; checkpoint written", flush=True)
+        sys.exit(128 + signal.SIGTERM)
+"""
+
+
+def test_a_stop_reaches_train_py_but_not_its_dataloader_workers(dataset_channel, tmp_path):
+    container = container_for(hyperparameters(), tmp_path, dataset_channel)
+    (container.opt_ml / "input" / "data" / "code" / "train.py").write_text(DATALOADER_TRAINING)
+    container.start()
+    for line in container.lines():
+        if line.startswith("epoch 1 step"):
+            container.stop_while_training_is_paused()
+            break
+
+    code = container.wait()
+
+    log = container.output()
+    (passed_on,) = re.findall(r"container_entry: SIGTERM passed on to \[(.*)\]", log)
+    assert len(passed_on.split(",")) == 1, log  # train.py alone, not its two workers
+    assert "stopped by SIGTERM at epoch 1" in log and "DataLoader worker" not in log, log
+    assert (container.opt_ml / "checkpoints" / "checkpoint.pt").is_file()
+    assert code == 128 + signal.SIGTERM, log
