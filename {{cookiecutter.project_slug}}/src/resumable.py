@@ -1,6 +1,7 @@
 """A run that stops and resumes anywhere: it resumes from a checkpoint of the same settings,
 saves one after every epoch, every --checkpoint-interval seconds and when SIGTERM/SIGINT asks it
-to stop, and prints progress within an epoch. train.py's loops go through it:
+to stop, and prints progress within an epoch. It also keeps the weights of the last completed
+epoch (`epoch_weights`), which a stop leaves as the run's model. train.py's loops go through it:
 
     for epoch, order in run.epochs():         # skips the epochs a checkpoint holds
         for batch in run.steps(batches_from):  # from the step it holds
@@ -47,6 +48,9 @@ class ResumableRun:
         self.shuffle = torch.Generator().manual_seed(config.seed)  # the order of examples
         self.state = {"epoch": 0, "step": 0, "order": None, "losses": None, "history": []}
         self.losses = None  # this epoch's loss of each step, times its batch size
+        # The model's weights at the end of the last completed epoch, on the CPU: a stop
+        # mid-epoch still has a model whose metrics the history holds. None before the first.
+        self.epoch_weights = None
         self.stop = checkpoint.StopSignals()
         self.last_save = time.monotonic()
 
@@ -82,6 +86,8 @@ class ResumableRun:
             part.load_state_dict(saved[name])
         checkpoint.restore_rng_states(saved["rng"], self.shuffle)
         self.state = saved["run"]
+        if self.state["epoch"] > 0:  # at an epoch's end the model is that epoch's
+            self.epoch_weights = saved["epoch_model"] if self.state["step"] else saved["model"]
         if self.state["epoch"] < config.epochs:
             self.say(f"resuming from {config.checkpoint_dir}: {self.position()}")
         else:
@@ -92,6 +98,8 @@ class ResumableRun:
             parts = {name: part.state_dict() for name, part in self.parts.items()}
             rng = checkpoint.rng_states(self.shuffle)
             content = {"settings": self.settings, "rng": rng, "run": self.state, **parts}
+            if self.state["step"]:  # mid-epoch: the model has moved on since the epoch's end
+                content["epoch_model"] = self.epoch_weights
             checkpoint.save(self.config.checkpoint_dir, content)
         self.last_save = time.monotonic()
 
@@ -175,4 +183,8 @@ class ResumableRun:
             raise Diverged(row["epoch"], row, self.config)
         self.history.append(row)
         self.state.update(epoch=row["epoch"], step=0, order=None, losses=None)
+        model = self.parts["model"].state_dict()
+        self.epoch_weights = {
+            name: tensor.detach().to("cpu", copy=True) for name, tensor in model.items()
+        }
         self.save()

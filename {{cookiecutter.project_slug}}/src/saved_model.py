@@ -1,5 +1,6 @@
 """A trained model on disk: model.pt (the weights, a plain state_dict) and model.json (what
-rebuilding it takes: the data's info from data.py and the hyperparameters it was trained with).
+rebuilding it takes: the data's info from data.py and the hyperparameters it was trained with;
+and how many epochs it was trained: fewer than its options' `epochs` when a stop left it).
 
     import saved_model                                  # with src/ on sys.path
     model, about = saved_model.load("result/model")     # ready for inference, on the CPU
@@ -18,11 +19,12 @@ import model as model_code
 WEIGHTS, DESCRIPTION = "model.pt", "model.json"
 
 
-def save(folder, model, info, options):
-    """Write both files, each atomically (a reader sees the old file or the new one)."""
+def save(folder, weights, info, options, trained_epochs):
+    """Write both files for a model's state_dict, each atomically (a reader sees the old file or
+    the new one)."""
     folder = Path(folder)
-    weights = {name: tensor.cpu().contiguous() for name, tensor in model.state_dict().items()}
-    about = {"data": info, "options": options}
+    weights = {name: tensor.cpu().contiguous() for name, tensor in weights.items()}
+    about = {"data": info, "options": options, "trained_epochs": trained_epochs}
     checkpoint.write_atomically(folder / WEIGHTS, checkpoint.save_tensors, weights)
     checkpoint.write_atomically(folder / DESCRIPTION, write_json, about)
     return [folder / WEIGHTS, folder / DESCRIPTION]

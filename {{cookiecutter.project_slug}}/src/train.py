@@ -13,9 +13,11 @@ which the job's metric definitions parse:  epoch=1 train_loss=0.2345 val_loss=0.
 import contextlib
 import csv
 import functools
+import hashlib
 import math
 import signal
 import sys
+from pathlib import Path
 
 from options import RUN_CONTROLS, build_parser
 
@@ -40,8 +42,9 @@ def train(config):
     """Train as `config` (build_parser's namespace) says; return the per-epoch metric rows.
 
     Resumes from the checkpoint in config.checkpoint_dir when it has the same settings, and on
-    SIGTERM/SIGINT saves one and raises checkpoint.Interrupted (resumable.py). Started by
-    torchrun, it trains data-parallel (distributed.py).
+    SIGTERM/SIGINT saves one, leaves the last completed epoch's model in config.model_dir and
+    raises checkpoint.Interrupted (resumable.py). Started by torchrun, it trains data-parallel
+    (distributed.py).
     """
     processes = distributed.start()
     try:
@@ -75,7 +78,8 @@ def train_processes(config, processes):
     settings = settings_of(config, dataset, processes)
     run = ResumableRun(config, processes, device, settings, parts, len(dataset.train), say)
 
-    with run, open_tracker(config, processes, run.state) as tracker:
+    kept_on_stop = model_kept_on_stop(config, dataset, run, processes)
+    with run, kept_on_stop, open_tracker(config, processes, run.state) as tracker:
         for epoch, order in run.epochs():
             model.train()
             batches_from = functools.partial(
@@ -117,15 +121,41 @@ def load_dataset(config, device, processes):
     return dataset
 
 
+@contextlib.contextmanager
+def model_kept_on_stop(config, dataset, run, processes):
+    """A stop (checkpoint.Interrupted) leaves model.pt of the last completed epoch in the model
+    folder, which a job uploads as model.tar.gz whatever its outcome."""
+    try:
+        yield
+    except checkpoint.Interrupted:
+        if processes.main and run.epoch_weights is not None:
+            epochs = run.state["epoch"]
+            options = computing_options(config)
+            saved_model.save(config.model_dir, run.epoch_weights, dataset.info, options, epochs)
+            print(f"kept the model of epoch {epochs} (the last completed) in {config.model_dir}")
+        raise
+
+
 def computing_options(config):
     """Every option but the run controls: what the run computes with (saved in model.json)."""
     return {name: value for name, value in vars(config).items() if name not in RUN_CONTROLS}
 
 
 def settings_of(config, dataset, processes):
-    """The run's identity: the computing options, the data and the process count."""
-    settings = {**computing_options(config), "data": dataset.identity}
+    """The run's identity: the computing options, the data, the code that gives the weights their
+    meaning and the process count."""
+    settings = {**computing_options(config), "data": dataset.identity, "code": code_identity()}
     return {**settings, "processes": processes.world_size} if processes.active else settings
+
+
+def code_identity():
+    """A digest of the files that say what the weights compute: a relaunch after a change to the
+    network, the data's reading or the loss starts afresh (the old checkpoint is set aside)
+    instead of resuming weights trained for other code."""
+    digest = hashlib.sha256()
+    for module in (model_code, data, metrics):
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def describe(dataset, model, processes, device, steps_per_epoch):
@@ -163,7 +193,9 @@ def finish(config, dataset, model, history, device, precision, processes, tracke
         test = metrics.evaluate(*predict(model, dataset.test, device, precision, processes), "test")
     if not processes.main:
         return
-    files = saved_model.save(config.model_dir, model, dataset.info, computing_options(config))
+    options = computing_options(config)
+    weights = model.state_dict()
+    files = saved_model.save(config.model_dir, weights, dataset.info, options, len(history))
     output = config.output_data_dir
     write_metrics(history, output / "metrics.csv")
     figures = [plot_curves(history, output / "curves.png")]

@@ -7,6 +7,7 @@ unmodified sm_drivers, checkpoints) and this Python as the image's python3. A st
 SageMaker sends: SIGTERM to PID 1. This is the reference --local imitates.
 """
 
+import json
 import os
 import re
 import shutil
@@ -259,7 +260,11 @@ def stopped_then_restarted(container):
     (stop,) = set(re.findall(said, stopped_log))  # every process stopped at the same step
     assert (container.opt_ml / "checkpoints" / "checkpoint.pt").is_file()
     assert (container.opt_ml / "output" / "failure").is_file()  # the SDK's failure file
-    assert not (container.opt_ml / "model" / "model.pt").exists()
+    # The model of the last completed epoch, where SageMaker packs model.tar.gz from.
+    completed = int(re.match(r"epoch (\d+)", stop)[1]) - 1
+    about = json.loads((container.opt_ml / "model" / "model.json").read_text())
+    assert about["trained_epochs"] == completed and completed >= 1
+    assert container.packed("model") == ["model.json", "model.pt"]
 
     code = container.start().wait()
     resumed_log = container.output()

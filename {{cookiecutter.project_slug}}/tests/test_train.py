@@ -240,7 +240,10 @@ def test_interrupted_then_resumed_run_ends_bit_for_bit_like_an_uninterrupted_one
         train_quietly(config)
     assert stopped.value.exit_code == 128 + signal.SIGTERM
     assert (tmp_path / "checkpoints" / "checkpoint.pt").is_file()
-    assert not (tmp_path / "model" / "model.pt").exists()
+    if epoch == 1:  # no epoch completed: no model
+        assert not (tmp_path / "model" / "model.pt").exists()
+    else:
+        assert saved_model.load(tmp_path / "model")[1]["trained_epochs"] == epoch - 1
 
     history, lines = train_quietly(config)
 
@@ -249,6 +252,45 @@ def test_interrupted_then_resumed_run_ends_bit_for_bit_like_an_uninterrupted_one
     assert_same_weights(weights(tmp_path), weights(finished_run.dir))
     metrics = (tmp_path / "output" / "metrics.csv").read_text()
     assert metrics == (finished_run.dir / "output" / "metrics.csv").read_text()
+
+
+def test_a_stop_leaves_the_model_of_the_last_completed_epoch_also_after_a_resume(
+    synthetic_dataset, tmp_path, train_argv, stop_training_at
+):
+    config = build_parser().parse_args(train_argv(synthetic_dataset, tmp_path, "--epochs", "3"))
+    stop_training_at(2, 3)
+    with pytest.raises(checkpoint.Interrupted):
+        train_quietly(config)
+    kept = weights(tmp_path)
+    saved = checkpoint.read(tmp_path / "checkpoints" / "checkpoint.pt")
+    assert saved["run"]["step"] > 0  # stopped mid-epoch: the model had moved on since epoch 1
+    assert not all(torch.equal(kept[name], saved["model"][name]) for name in kept)
+    assert saved_model.load(tmp_path / "model")[1]["trained_epochs"] == 1
+    (tmp_path / "model" / "model.pt").unlink()  # a new job's model folder starts empty
+
+    stop_training_at(1, 8)  # in the resumed run's first epoch, still epoch 2, a few steps on
+    with pytest.raises(checkpoint.Interrupted):
+        train_quietly(config)
+
+    assert_same_weights(weights(tmp_path), kept)  # epoch 1's weights, from the checkpoint
+    assert saved_model.load(tmp_path / "model")[1]["trained_epochs"] == 1
+
+
+def test_a_checkpoint_of_other_model_code_is_set_aside_not_resumed(
+    synthetic_dataset, tmp_path, train_argv, stop_training_at, monkeypatch
+):
+    argv = train_argv(synthetic_dataset, tmp_path, "--epochs", "2", "--train-size", "500")
+    stop_training_at(2, 1)
+    with pytest.raises(checkpoint.Interrupted):
+        train_quietly(build_parser().parse_args(argv))
+    changed = tmp_path / "model.py"  # src/model.py with one more line: other code
+    changed.write_text(Path(train.model_code.__file__).read_text() + "# changed\n")
+    monkeypatch.setattr(train.model_code, "__file__", str(changed))
+
+    history, lines = train_quietly(build_parser().parse_args(argv))
+
+    assert any(line.startswith("set aside") and "(other code)" in line for line in lines)
+    assert [row["epoch"] for row in history] == [1, 2]
 
 
 def test_checkpoint_of_other_hyperparameters_is_set_aside_and_its_own_command_still_resumes(
