@@ -13,6 +13,7 @@ import job_cost
 from job_config import ConfigError
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+MAX_RUN_LIMIT = 28 * 24 * 3600  # MaxRuntimeInSeconds: SageMaker refuses more than 28 days
 
 
 def input_mode(text):
@@ -93,7 +94,25 @@ def add_job_options(parser, numbers):
         "--max-run",
         type=numbers.positive_int,
         default=3600,
-        help="seconds of training at most (3600)",
+        help=f"seconds of training at most (default: 3600; SageMaker's limit: {MAX_RUN_LIMIT})",
+    )
+    parser.add_argument(
+        "--use-spot",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.USE_SPOT_INSTANCES,
+        help="managed spot: cheaper, may be interrupted; checkpoints let it resume "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-wait",
+        type=numbers.positive_int,
+        help="spot: seconds of waiting plus training at most (default: twice --max-run)",
+    )
+    parser.add_argument(
+        "--checkpoint-uri",
+        help="S3 prefix for /opt/ml/checkpoints: each config's jobs use <uri>/<experiment>-"
+        "<config>/, so launching a config again resumes where its last job stopped (default: "
+        "s3://sagemaker-<region>-<account>/<experiment>-<config>/checkpoints/)",
     )
     parser.add_argument(
         "--max-cost",
@@ -106,6 +125,16 @@ def add_job_options(parser, numbers):
 
 def check_job_options(parser, args, local=False):
     """Checks and defaults that depend on several job options (parser.error on a bad one)."""
+    if args.max_run > MAX_RUN_LIMIT:
+        parser.error(f"--max-run: SageMaker runs a job at most {MAX_RUN_LIMIT} seconds (28 days)")
+    args.max_wait = args.max_wait or 2 * args.max_run
+    if args.use_spot and args.max_wait < args.max_run:
+        parser.error("--max-wait must be at least --max-run")
+    if args.checkpoint_uri:
+        try:
+            aws_env.split_s3_uri(args.checkpoint_uri)
+        except ValueError as error:
+            parser.error(f"--checkpoint-uri: {error}")
     if args.processes_per_host and not args.distributed:
         parser.error("--processes-per-host needs --distributed")
     args.distributed = args.distributed or args.instance_count > 1
@@ -221,11 +250,11 @@ def job_spec(args):
         dataset_uri=args.dataset_uri,
         experiment=args.exp_name,
         input_mode=args.input_mode,
-        use_spot=getattr(args, "use_spot", False),
+        use_spot=args.use_spot,
         max_run=args.max_run,
-        max_wait=getattr(args, "max_wait", 0),
+        max_wait=args.max_wait,
         keep_alive=getattr(args, "keep_alive", 0),
-        checkpoint_uri=getattr(args, "checkpoint_uri", None),
+        checkpoint_uri=args.checkpoint_uri,
         environment=environment,
         distributed=args.distributed,
         processes_per_host=args.processes_per_host,

@@ -146,8 +146,22 @@ def offline_session(region, bucket):
                 os.environ["SAGEMAKER_VALIDATE_ROLE"] = previous
 
 
-def model_trainer(spec, hyperparameters, base_job_name, tags, session):
-    """SDK v3's ModelTrainer for a job: image, code, compute, stopping, checkpoints."""
+@contextlib.contextmanager
+def uploaded_source():
+    """A copy of src/ without what IGNORE_PATTERNS leaves out, for the SDK's tuner, which tars
+    its source folder whole (SDK 1.27.0): trials then get exactly what a training job gets, and
+    no .env leaves this machine."""
+    with tempfile.TemporaryDirectory(prefix="sm-source-") as folder:
+        copy = Path(folder, SOURCE_DIR.name)
+        shutil.copytree(SOURCE_DIR, copy, ignore=shutil.ignore_patterns(*IGNORE_PATTERNS))
+        yield copy
+
+
+def model_trainer(
+    spec, hyperparameters, base_job_name, tags, session, source_dir=None, checkpoints=True
+):
+    """SDK v3's ModelTrainer for a job: image, code (src/, or source_dir), compute, stopping,
+    checkpoints (unless told not to)."""
     from sagemaker.core.training.configs import (
         CheckpointConfig,
         Compute,
@@ -167,7 +181,7 @@ def model_trainer(spec, hyperparameters, base_job_name, tags, session):
         base_job_name=base_job_name,
         training_image=spec.image_uri,
         source_code=SourceCode(
-            source_dir=str(SOURCE_DIR),
+            source_dir=str(source_dir or SOURCE_DIR),
             entry_script=ENTRY_SCRIPT,
             requirements="requirements.txt",
             ignore_patterns=IGNORE_PATTERNS,
@@ -183,11 +197,14 @@ def model_trainer(spec, hyperparameters, base_job_name, tags, session):
             max_runtime_in_seconds=spec.max_run,
             max_wait_time_in_seconds=spec.max_wait if spec.use_spot else None,
         ),
-        # With spot, SageMaker syncs /opt/ml/checkpoints to S3 and back after a reclaim, and
-        # train.py resumes from it. No URI: the SDK picks s3://<bucket>/<base name>/<job>/.
+        # SageMaker syncs /opt/ml/checkpoints to S3 while the job runs and back into the next
+        # job of the prefix (after a spot reclaim, or a relaunch of the config): train.py
+        # resumes from it. Every job has one, as a stop keeps only what reached it.
         checkpoint_config=(
-            CheckpointConfig(s3_uri=checkpoint_prefix(spec, base_job_name))
-            if spec.use_spot
+            CheckpointConfig(
+                s3_uri=checkpoint_prefix(spec, base_job_name, session.default_bucket())
+            )
+            if checkpoints
             else None
         ),
         hyperparameters=hyperparameters,
@@ -201,12 +218,14 @@ def model_trainer(spec, hyperparameters, base_job_name, tags, session):
     )
 
 
-def checkpoint_prefix(spec, base_job_name):
-    """--checkpoint-uri, with a folder per config (<uri>/<experiment>-<config>): jobs of several
-    configs never share checkpoints. None: the SDK's default, one prefix per job."""
-    if not spec.checkpoint_uri:
-        return None
-    return f"{spec.checkpoint_uri.rstrip('/')}/{base_job_name}"
+def checkpoint_prefix(spec, base_job_name, bucket):
+    """The S3 folder of a config's checkpoints: <--checkpoint-uri>/<experiment>-<config>/, by
+    default beside the config's job folders. The same for every launch of the config, so the
+    next one resumes where the last stopped; ending in /, so configs exp1 and exp10 never sync
+    each other's files."""
+    if spec.checkpoint_uri:
+        return f"{spec.checkpoint_uri.rstrip('/')}/{base_job_name}/"
+    return f"s3://{bucket}/{base_job_name}/checkpoints/"
 
 
 def job_tags(spec, config_name):

@@ -256,7 +256,10 @@ def triage(summary, log_events):
     if summary["status"] == "Stopped":
         return found | {
             "cause": "stopped: by a stop request, at --max-run, or spot's --max-wait",
-            "fix": "raise --max-run (or --max-wait) if it stopped too soon; checkpoints resume it",
+            "fix": "launch the same config again: it resumes from the checkpoints in "
+            f"{summary.get('checkpoint_uri') or 'its checkpoint folder'}; model/ holds the "
+            "model of the last completed epoch; raise --max-run (or --max-wait) if it stopped "
+            "too soon",
         }
     text = "\n".join([summary.get("failure_reason") or "", *tail])
     usage = "spot" if summary.get("spot") else "on-demand"

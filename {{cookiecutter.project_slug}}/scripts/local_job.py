@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -229,15 +230,20 @@ def pack(folder, archive):
     return archive
 
 
-def run_container(request, channel_dirs, workdir, echo=print):
+def run_container(request, channel_dirs, workdir, echo=print, checkpoints=None, stop=None):
     """Run the request's entry script in a fresh /opt/ml tree under workdir.
 
     channel_dirs maps each channel of the request to a local folder holding its content.
+    checkpoints: a folder that /opt/ml/checkpoints starts from and is copied back to at the end,
+    as SageMaker syncs it with the CheckpointConfig prefix. stop: a threading.Event; once set,
+    the job is stopped as StopTrainingJob stops it (SIGTERM to the first process).
     """
     workdir = Path(workdir)
     opt_ml = workdir / "opt" / "ml"
     job_name = request["TrainingJobName"]
     resources, channels, hyperparameters = prepare_tree(opt_ml, request, channel_dirs)
+    if checkpoints is not None:
+        shutil.copytree(checkpoints, opt_ml / "checkpoints", dirs_exist_ok=True)
     sm_environment = container_environment(opt_ml, job_name, resources, channels, hyperparameters)
     command = entry_command(sm_environment)
     environment = {
@@ -272,6 +278,18 @@ def run_container(request, channel_dirs, workdir, echo=print):
         start_new_session=True,
     )
     status = "Completed"
+    stopped = []
+
+    def stop_when_asked():
+        while not stop.wait(0.2):
+            if process.poll() is not None:
+                return
+        if process.poll() is None:
+            stopped.append(True)
+            process.send_signal(signal.SIGTERM)
+
+    if stop is not None:
+        threading.Thread(target=stop_when_asked, daemon=True).start()
     try:
         for line in process.stdout:
             log(line.rstrip("\n"))
@@ -284,6 +302,11 @@ def run_container(request, channel_dirs, workdir, echo=print):
         except KeyboardInterrupt:  # a second Ctrl-C: no waiting
             os.killpg(process.pid, signal.SIGKILL)
     exit_code = process.wait()
+    if stopped:
+        status = "Stopped"
+    if checkpoints is not None:  # as SageMaker's sync: what the job deleted is gone there too
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        shutil.copytree(opt_ml / "checkpoints", checkpoints)
     failure_reason = None
     if exit_code != 0 and status == "Completed":
         status = "Failed"

@@ -14,7 +14,6 @@ output/, logs.txt, exp.json with the bill) whatever the outcome; the exit code i
 every job completed.
 """
 
-import argparse
 import json
 import os
 import sys
@@ -23,7 +22,6 @@ import time
 from pathlib import Path
 
 import aws_env
-import defaults
 import job_checks
 import job_config
 import job_cost
@@ -45,23 +43,6 @@ def build_parser():
         help="hyperparameter YAML file(s); several launch one job each (default: exp001.yaml)",
     )
     job_options.add_job_options(parser, numbers)
-    parser.add_argument(
-        "--use-spot",
-        action=argparse.BooleanOptionalAction,
-        default=defaults.USE_SPOT_INSTANCES,
-        help="managed spot: cheaper, may be interrupted; checkpoints let it resume "
-        "(default: %(default)s)",
-    )
-    parser.add_argument(
-        "--max-wait",
-        type=numbers.positive_int,
-        help="spot: seconds of waiting plus training at most (default: twice --max-run)",
-    )
-    parser.add_argument(
-        "--checkpoint-uri",
-        help="spot: S3 prefix for /opt/ml/checkpoints; each config's jobs use "
-        "<uri>/<experiment>-<config> (default: one prefix per job, under the experiment)",
-    )
     parser.add_argument(
         "--keep-alive",
         type=numbers.non_negative_int,
@@ -92,24 +73,16 @@ def build_parser():
 def parse_args(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.max_wait = args.max_wait or 2 * args.max_run
     if args.keep_alive > KEEP_ALIVE_MAX:
         parser.error(f"--keep-alive: SageMaker keeps a warm pool at most {KEEP_ALIVE_MAX} seconds")
     if args.use_spot and args.keep_alive:
         parser.error("--keep-alive (warm pools) does not work with --use-spot; drop one")
-    if args.use_spot and args.max_wait < args.max_run:
-        parser.error("--max-wait must be at least --max-run")
     if args.local and args.instance_count > 1:
         parser.error(
             "--local runs one host; use --distributed --processes-per-host N for several processes"
         )
     if args.no_wait and (args.local or args.dry_run):
         parser.error("--no-wait is for SageMaker jobs, not --local or --dry-run")
-    if args.checkpoint_uri:
-        try:
-            aws_env.split_s3_uri(args.checkpoint_uri)
-        except ValueError as error:
-            parser.error(f"--checkpoint-uri: {error}")
     job_options.check_job_options(parser, args, local=args.local)
     return args
 

@@ -181,13 +181,12 @@ def start(spec, tuning, name, session, dry_run=False):
 
     With dry_run (an offline session), the request is caught on its way out instead.
     """
-    from job_request import job_tags, model_trainer, training_channel
+    from job_request import uploaded_source
     from sagemaker.core.parameter import (
         CategoricalParameter,
         ContinuousParameter,
         IntegerParameter,
     )
-    from sagemaker.train.tuner import HyperparameterTuner
 
     kinds = {"continuous": ContinuousParameter, "integer": IntegerParameter}
     ranges = {
@@ -196,8 +195,27 @@ def start(spec, tuning, name, session, dry_run=False):
         else kinds[spec_["type"]](spec_["min"], spec_["max"], spec_.get("scaling", "Auto"))
         for key, spec_ in tuning.ranges.items()
     }
+    with uploaded_source() as source_dir:
+        return start_tuner(spec, tuning, name, session, ranges, source_dir, dry_run)
+
+
+def start_tuner(spec, tuning, name, session, ranges, source_dir, dry_run):
+    from job_request import job_tags, model_trainer, training_channel
+    from sagemaker.train.tuner import HyperparameterTuner
+
     tags = job_tags(spec, tuning.name)
-    trainer = model_trainer(spec, dict(tuning.hyperparameters), name, tags, session)
+    # Spot trials keep checkpoints under the tuning job's name: a reclaimed trial resumes. The
+    # trials of one tuning job share that prefix; each resumes only a checkpoint of its own
+    # hyperparameters (train.py sets any other aside).
+    trainer = model_trainer(
+        spec,
+        dict(tuning.hyperparameters),
+        name,
+        tags,
+        session,
+        source_dir=source_dir,
+        checkpoints=spec.use_spot,
+    )
     tuner = HyperparameterTuner(
         model_trainer=trainer,
         objective_metric_name=tuning.objective,

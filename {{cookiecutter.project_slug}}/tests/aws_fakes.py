@@ -9,11 +9,13 @@ tests/conftest.py loads this module as a plugin (after putting scripts/ on sys.p
 every client talks to the local server, credentials are dummies and the SDK's telemetry is off.
 """
 
+import contextlib
 import functools
 import http.server
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import tarfile
@@ -310,6 +312,12 @@ class FakeSageMaker:
     ValidationException), "over quota" (it fails with ResourceLimitExceeded), "hang" (stays
     InProgress until released), "hostile" (completes with a model.tar.gz that points outside its
     folder).
+
+    A running job's /opt/ml/checkpoints starts from its CheckpointConfig prefix and goes back
+    there at the end (SageMaker also syncs while it runs). StopTrainingJob (which moto lacks)
+    stops it with SIGTERM to its first process. pause_at: a log line's start; once a job prints
+    it, its train.py processes are paused (SIGSTOP) and `paused` is set, until a stop has been
+    passed on to them: a test's stop then lands there, however slow the machine.
     """
 
     def __init__(self, aws):
@@ -318,6 +326,8 @@ class FakeSageMaker:
         self.requests = []
         self.threads = []
         self.release = threading.Event()
+        self.stops = {}  # job name -> threading.Event
+        self.pause_at, self.paused, self.held = None, threading.Event(), []
 
     def on_create(self, backend, request):
         self.requests.append(request)
@@ -372,9 +382,22 @@ class FakeSageMaker:
                         s3, channel["DataSource"]["S3DataSource"]["S3Uri"], target
                     )
                     channel_dirs[name] = target
+                checkpoints = Path(workdir, "checkpoints")
+                prefix = request.get("CheckpointConfig", {}).get("S3Uri")
+                checkpoints.mkdir()
+                if prefix:
+                    with contextlib.suppress(FileNotFoundError):  # a config's first job
+                        aws_env.download_prefix(s3, prefix, checkpoints)
                 run = local_job.run_container(
-                    request, channel_dirs, Path(workdir, "container"), echo=lambda line: None
+                    request,
+                    channel_dirs,
+                    Path(workdir, "container"),
+                    echo=self.watch,
+                    checkpoints=checkpoints if prefix else None,
+                    stop=self.stops.setdefault(job.training_job_name, threading.Event()),
                 )
+                if prefix:
+                    self.sync_checkpoints(s3, checkpoints, prefix)
                 for archive in [run.model_tar, run.output_tar]:
                     bucket, key = aws_env.split_s3_uri(f"{output}/{archive.name}")
                     s3.upload_file(str(archive), bucket, key)
@@ -391,6 +414,31 @@ class FakeSageMaker:
         job.billable_time_in_seconds = job.training_time_in_seconds // (2 if spot else 1)
         job.failure_reason = description["FailureReason"]
         job.training_job_status = job.secondary_status = description["TrainingJobStatus"]
+
+    def watch(self, line):
+        import container_entry
+
+        if self.pause_at and line.startswith(self.pause_at) and not self.paused.is_set():
+            self.held = container_entry.training_processes(os.getpid(), "train.py")
+            for pid in self.held:
+                os.kill(pid, signal.SIGSTOP)
+            self.paused.set()
+        if line.startswith("container_entry: SIGTERM passed on"):
+            for pid in self.held:
+                container_entry.send(pid, signal.SIGCONT)
+
+    def stop(self, job_name):
+        """StopTrainingJob: the job stops as SageMaker stops it."""
+        self.stops.setdefault(job_name, threading.Event()).set()
+
+    @staticmethod
+    def sync_checkpoints(s3, folder, prefix):
+        """The prefix as SageMaker leaves it: the folder's files, and no others."""
+        bucket, key = aws_env.split_s3_uri(prefix)
+        listed = s3.list_objects_v2(Bucket=bucket, Prefix=key.rstrip("/") + "/")
+        for item in listed.get("Contents", []):
+            s3.delete_object(Bucket=bucket, Key=item["Key"])
+        upload_folder(s3, folder, prefix)
 
     def write_logs(self, job_name, run):
         logs = self.aws.client("logs")
@@ -433,7 +481,15 @@ def fake_sagemaker(aws, monkeypatch):
         fake.on_create(self.sagemaker_backend, request)
         return result
 
+    def stop_training_job(self):
+        name = json.loads(self.body)["TrainingJobName"]
+        job = self.sagemaker_backend.training_jobs[name]
+        job.secondary_status = "Stopping"
+        fake.stop(name)
+        return "{}"  # StopTrainingJob's output has no members (botocore's model)
+
     monkeypatch.setattr(SageMakerResponse, "create_training_job", create_and_play)
+    monkeypatch.setattr(SageMakerResponse, "stop_training_job", stop_training_job, raising=False)
     yield fake
     fake.release.set()
     for thread in fake.threads:

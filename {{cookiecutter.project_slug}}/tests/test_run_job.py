@@ -126,6 +126,51 @@ def test_a_spot_job_comes_back_with_its_bill_and_saving(
     assert saved in row
 
 
+def test_a_stopped_on_demand_job_keeps_its_last_epoch_and_the_next_launch_resumes_it(
+    fake_sagemaker, uploaded_dataset, tiny_config, tmp_path
+):
+    # Progress after every step; the fake pauses train.py at the first line of epoch 2, so the
+    # stop lands mid-epoch 2 however slow this machine is.
+    write_config(tiny_config, epochs=3, **{"log-interval": "1e-9", "train-size": 640})
+    out = tmp_path / "results"
+    fake_sagemaker.pause_at = "epoch 2 step"
+    command = [sys.executable, RUN_JOB, "--poll-seconds", "0.2", "--config", tiny_config]
+    launch = subprocess.Popen(
+        [str(word) for word in [*command, "--no-use-spot", "--out-dir", out]],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert fake_sagemaker.paused.wait(timeout=300), launch.kill() or launch.communicate()[0]
+    (job_name,) = fake_sagemaker.stops
+    fake_sagemaker.aws.client("sagemaker").stop_training_job(TrainingJobName=job_name)
+    stopped_output = launch.communicate(timeout=300)[0]
+
+    assert launch.returncode != 0, stopped_output
+    folder, exp = only_result(out)
+    assert exp["status"] == "Stopped" and "launch the same config again" in exp["triage"]["fix"]
+    prefix = f"s3://{BUCKET}/{defaults.EXPERIMENT_NAME}-tiny/checkpoints/"
+    assert exp["checkpoint_uri"] == prefix
+    about = json.loads((folder / "model" / "model.json").read_text())
+    assert about["trained_epochs"] == 1  # the last completed epoch's model came back
+    stopped_log = (folder / "logs.txt").read_text()
+    stop = re.search(r"stopped by SIGTERM at (epoch 2, step \d+)", stopped_log)
+    assert stop and "kept the model of epoch 1" in stopped_log, stopped_log
+    fake_sagemaker.pause_at = None
+
+    relaunched = run_job("--config", tiny_config, "--out-dir", out, env=environment(), cwd=tmp_path)
+
+    assert relaunched.returncode == 0, relaunched.stdout + relaunched.stderr
+    (resumed,) = [f for f in result_folders(out) if f != folder]
+    log = (resumed / "logs.txt").read_text()
+    assert re.search(f"resuming from \\S*/opt/ml/checkpoints: {stop[1]}$", log, re.MULTILINE), log
+    assert "epoch=1 " not in log  # epoch 1 was not trained again
+    assert json.loads((resumed / "model" / "model.json").read_text())["trained_epochs"] == 3
+    requests = fake_sagemaker.requests
+    assert [r["CheckpointConfig"]["S3Uri"] for r in requests] == [prefix, prefix]
+
+
 def test_failed_job_saves_logs_and_reason_and_exits_nonzero(
     fake_sagemaker, aws, tiny_config, tmp_path
 ):
@@ -497,7 +542,11 @@ def test_dry_run_request_snapshot_with_spot(aws_call_recorder, tmp_path, tiny_co
         ],
         "StoppingCondition": {"MaxRuntimeInSeconds": 600, "MaxWaitTimeInSeconds": 1200},
         "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/{base}", "CompressionType": "GZIP"},
-        "CheckpointConfig": {"S3Uri": f"{prefix}/checkpoints", "LocalPath": "/opt/ml/checkpoints"},
+        # One prefix per config, beside its job folders: the next launch resumes from it.
+        "CheckpointConfig": {
+            "S3Uri": f"s3://{BUCKET}/{base}/checkpoints/",
+            "LocalPath": "/opt/ml/checkpoints",
+        },
         "Environment": expected_environment,
         "EnableManagedSpotTraining": True,
     }
@@ -512,8 +561,11 @@ def test_dry_run_without_spot_keeps_a_warm_pool_when_asked(aws_call_recorder, tm
     assert done.returncode == 0, done.stderr
     request = json.loads(done.stdout)
     assert request["ResourceConfig"]["KeepAlivePeriodInSeconds"] == 900
-    assert "EnableManagedSpotTraining" not in request and "CheckpointConfig" not in request
+    assert "EnableManagedSpotTraining" not in request
     assert "MaxWaitTimeInSeconds" not in request["StoppingCondition"]
+    # On-demand jobs keep checkpoints too: a stopped one resumes when launched again.
+    base = f"{defaults.EXPERIMENT_NAME}-exp001"
+    assert request["CheckpointConfig"]["S3Uri"] == f"s3://{BUCKET}/{base}/checkpoints/"
 
 
 def test_job_logs_reads_every_page_of_every_host_in_time_order(aws):
@@ -714,7 +766,44 @@ def test_several_configs_keep_their_checkpoints_apart(aws_call_recorder, tmp_pat
 
     prefixes = [request["CheckpointConfig"]["S3Uri"] for request in requests]
     base = f"s3://bucket/checkpoints/{defaults.EXPERIMENT_NAME}"
-    assert prefixes == [f"{base}-exp001", f"{base}-exp002"]
+    assert prefixes == [f"{base}-exp001/", f"{base}-exp002/"]  # exp1 never syncs exp10's files
+
+
+@pytest.mark.parametrize(
+    "options",
+    [[], ["--use-spot"], ["--instance-count", "2"], ["--distributed", "--no-use-spot"]],
+    ids=["on-demand", "spot", "two-hosts", "torchrun"],
+)
+def test_every_launch_of_a_config_keeps_its_checkpoints_under_the_same_folder(
+    aws_call_recorder, tiny_config, capsys, monkeypatch, options
+):
+    first, second = [
+        dry_run_requests(capsys, "--config", tiny_config, *options)[0] for _ in range(2)
+    ]
+
+    prefix = f"s3://{BUCKET}/{defaults.EXPERIMENT_NAME}-tiny/checkpoints/"
+    assert first["CheckpointConfig"]["S3Uri"] == second["CheckpointConfig"]["S3Uri"] == prefix
+    assert first["TrainingJobName"] not in prefix  # no job's own: the next launch finds it
+    assert aws_call_recorder == []
+
+
+@pytest.mark.parametrize(
+    ("option", "refusal"),
+    [
+        (["--max-run", "2419201"], "--max-run: SageMaker runs a job at most 2419200 seconds"),
+        (["--checkpoint-uri", "bucket/x"], "--checkpoint-uri: "),
+        (["--use-spot", "--max-run", "600", "--max-wait", "300"], "--max-wait must be at least"),
+    ],
+)
+def test_job_options_sagemaker_would_refuse_are_refused_offline(
+    aws_call_recorder, tiny_config, capsys, option, refusal
+):
+    with pytest.raises(SystemExit) as exit:
+        run_job_script.main(["--dry-run", "--config", str(tiny_config), *option])
+
+    assert exit.value.code == 2
+    assert refusal in capsys.readouterr().err.strip().splitlines()[-1]
+    assert aws_call_recorder == []
 
 
 def test_configs_whose_cut_names_would_collide_are_refused_before_any_aws_call(

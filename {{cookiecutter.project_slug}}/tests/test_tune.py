@@ -276,3 +276,79 @@ def test_offline_upload_answers_use_members_of_botocores_s3_model():
     outputs["CompleteMultipartUpload"] = "ETag"
     for operation, member in outputs.items():
         assert member in model.operation_model(operation).output_shape.members
+
+
+def source_with_clutter(tmp_path, monkeypatch):
+    """A copy of src/ holding what must never leave this machine, in use as the source folder."""
+    import job_request
+
+    source = tmp_path / "src"
+    shutil.copytree(PROJECT_ROOT / "src", source, ignore=shutil.ignore_patterns("__pycache__"))
+    (source / ".env").write_text("AWS_SECRET_ACCESS_KEY=never-upload-me\n")
+    (source / "__pycache__").mkdir()
+    (source / "__pycache__" / "train.cpython-313.pyc").write_bytes(b"cache")
+    monkeypatch.setattr(job_request, "SOURCE_DIR", source)
+    return source
+
+
+def test_trials_get_exactly_the_code_a_training_job_gets_and_never_the_env_file(
+    aws, fake_tuner, tuning_config, tmp_path, monkeypatch, capsys
+):
+    import job_options
+    import job_request
+    import run_job as run_job_script
+    import tune as tune_script
+
+    source_with_clutter(tmp_path, monkeypatch)
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    out = tmp_path / "tune-results"
+
+    tune_script.main(["--config", str(tuning_config), "--no-wait", "--out-dir", str(out)])
+
+    assert "Launched tuning job" in capsys.readouterr().out
+    (request,) = fake_tuner
+    uri = request["TrainingJobDefinition"]["StaticHyperParameters"]["sagemaker_submit_directory"]
+    bucket, key = aws_env.split_s3_uri(uri)
+    with tarfile.open(
+        fileobj=io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    ) as tar:
+        trial_files = sorted(member.name for member in tar if member.isfile())
+    # What a training job of the same code uploads (the SDK applies its ignore patterns).
+    (tmp_path / "exp.yaml").write_text("epochs: 1\n")
+    config = job_config.load_config(tmp_path / "exp.yaml", job_config.train_option_parser())
+    spec = job_options.job_spec(run_job_script.parse_args([]))
+    session = job_request.online_session(REGION, BUCKET)
+    job = job_request.build_request(spec, config, "code-listing", session)
+    (code,) = [c for c in job["InputDataConfig"] if c["ChannelName"] == "code"]
+    bucket, prefix = aws_env.split_s3_uri(code["DataSource"]["S3DataSource"]["S3Uri"])
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=prefix + "/")["Contents"]
+    job_files = sorted(item["Key"][len(prefix) + 1 :] for item in listed)
+
+    assert trial_files == job_files
+    assert ".env" not in trial_files and not any("__pycache__" in f for f in trial_files)
+    assert "train.py" in trial_files
+
+
+def test_spot_trials_wait_for_capacity_and_keep_checkpoints_under_the_tuning_job(
+    aws_call_recorder, tuning_config, tmp_path
+):
+    done = tune(
+        "--dry-run", "--use-spot", "--max-run", "600", "--config", tuning_config, cwd=tmp_path
+    )
+
+    assert done.returncode == 0, done.stderr
+    request = json.loads(done.stdout)
+    definition = request["TrainingJobDefinition"]
+    assert definition["EnableManagedSpotTraining"] is True
+    assert definition["StoppingCondition"] == {
+        "MaxRuntimeInSeconds": 600,
+        "MaxWaitTimeInSeconds": 1200,
+    }
+    name = request["HyperParameterTuningJobName"]
+    assert definition["CheckpointConfig"]["S3Uri"] == f"s3://{BUCKET}/{name}/checkpoints/"
+    on_demand = json.loads(
+        tune("--dry-run", "--no-use-spot", "--config", tuning_config, cwd=tmp_path).stdout
+    )
+    assert "CheckpointConfig" not in on_demand["TrainingJobDefinition"]
+    assert aws_call_recorder == []
