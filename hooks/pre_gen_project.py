@@ -91,6 +91,25 @@ def problem(key, value, choices):
     return None
 
 
+# Regions of partitions other than the commercial one, by name (others, e.g. the European
+# Sovereign Cloud's, are left to AWS to judge).
+OWN_PARTITIONS = {"cn-": "aws-cn", "us-gov-": "aws-us-gov"}
+
+
+def role_partition_problem(context):
+    """Why a role ARN cannot serve the region (another partition's ARN), or None."""
+    role, region = str(context.get("sagemaker_role", "")), str(context.get("aws_region", ""))
+    if not role.startswith("arn:"):
+        return None
+    has = role.split(":")[1]
+    wanted = next((p for prefix, p in OWN_PARTITIONS.items() if region.startswith(prefix)), None)
+    if wanted is None and has in OWN_PARTITIONS.values():
+        wanted = "aws"
+    if wanted and has != wanted:
+        return f"a role ARN of the {wanted} partition for {region} (arn:{wanted}:iam::...)"
+    return None
+
+
 def main():
     choices = offered_choices()
     for key, value in CONTEXT.items():
@@ -101,6 +120,11 @@ def main():
             shown = json.dumps(value, ensure_ascii=False)
             print(f"ERROR: {key}={shown} is invalid: expected {expected}.")
             return 1
+    expected = role_partition_problem(CONTEXT)
+    if expected:
+        shown = json.dumps(CONTEXT["sagemaker_role"], ensure_ascii=False)
+        print(f"ERROR: sagemaker_role={shown} is invalid: expected {expected}.")
+        return 1
     return 0
 
 

@@ -121,13 +121,35 @@ def test_hand_edited_replay_file_is_validated_too(field, value, tmp_path, capfd)
         ("experiment_name", "a" * 32),
         ("experiment_name", "My-Exp--2"),
         ("sagemaker_role", "arn:aws:iam::123456789012:role/service-role/AmazonSageMaker-Exec"),
-        ("sagemaker_role", "arn:aws-cn:iam::123456789012:role/SageMaker"),
         ("project_slug", "my_project-2"),
     ],
 )
 def test_valid_edge_values_render(field, value, bake):
     project = bake(**{field: value})
     assert project.is_dir()
+
+
+@pytest.mark.parametrize(
+    ("region", "role", "valid"),
+    [
+        ("cn-north-1", "arn:aws-cn:iam::123456789012:role/SageMaker", True),
+        ("us-gov-west-1", "arn:aws-us-gov:iam::123456789012:role/SageMaker", True),
+        ("cn-north-1", "SageMaker", True),  # a name: the launcher makes the region's ARN
+        ("cn-north-1", "arn:aws:iam::123456789012:role/SageMaker", False),
+        ("us-east-1", "arn:aws-cn:iam::123456789012:role/SageMaker", False),
+    ],
+)
+def test_a_role_arn_must_be_of_the_regions_partition(region, role, valid, tmp_path, capfd):
+    output_dir = tmp_path / "out"
+    if valid:
+        render_no_input(output_dir, aws_region=region, sagemaker_role=role)
+        assert leftovers(output_dir) != []
+        return
+    with pytest.raises(FailedHookException):
+        render_no_input(output_dir, aws_region=region, sagemaker_role=role)
+    (message,) = capfd.readouterr().out.strip().splitlines()
+    assert message.startswith("ERROR: sagemaker_role=") and "partition" in message
+    assert leftovers(output_dir) == []
 
 
 def test_command_line_bad_value_exits_1_with_the_message_first(tmp_path):

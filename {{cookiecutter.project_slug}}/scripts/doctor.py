@@ -52,10 +52,14 @@ def main(argv=None):
 
     args = build_parser().parse_args(argv)
     dataset_uri = args.dataset_uri or aws_env.dataset_uri(aws_env.default_bucket(args.region))
+    try:
+        role = role_arn(args.role, args.region)
+    except ValueError as error:
+        sys.exit(f"doctor.py: error: {error}")
     checks = job_checks.all_checks(
         aws_env.boto_session(args.region),
         args.region,
-        role_arn(args.role, args.region),
+        role,
         dataset_uri,
         args.instance_type,
         job_checks.usages(args.use_spot, args.keep_alive),

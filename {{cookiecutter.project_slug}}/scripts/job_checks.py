@@ -230,9 +230,9 @@ def usages(use_spot, keep_alive=0):
     return {"on-demand", "warm pool"} if keep_alive else {"on-demand"}
 
 
-def training_quotas(session, instance_type, required):
-    """Each of the instance type's training quotas; 0 fails those in `required` (usages()) and
-    warns for the others."""
+def training_quotas(session, instance_type, required, instance_count=1):
+    """Each of the instance type's training quotas; below instance_count fails those in
+    `required` (usages()) and warns for the others."""
     names = {quota_name(instance_type, usage): usage for usage in QUOTA_USAGES}
     found = {}
     service_quotas = session.client("service-quotas")
@@ -253,11 +253,12 @@ def training_quotas(session, instance_type, required):
         value = found.get(usage)
         if value is None:
             checks.append(Check(name, None, "not listed for this account and region"))
-        elif value > 0:
+        elif value >= instance_count:
             checks.append(Check(name, True, f"{value:g}"))
         else:
             fix = "ask for more in Service Quotas > Amazon SageMaker (a day or so)"
-            checks.append(Check(name, False if usage in required else None, "0", fix))
+            shown = f"{value:g}, below the {instance_count} asked for" if value else "0"
+            checks.append(Check(name, False if usage in required else None, shown, fix))
     return checks
 
 
@@ -290,5 +291,5 @@ def before_launch(session, spec):
     launch go ahead."""
     required = usages(spec.use_spot, spec.keep_alive)
     checks = [execution_role(session, spec.role_arn)]
-    checks += training_quotas(session, spec.instance_type, required)
+    checks += training_quotas(session, spec.instance_type, required, spec.instance_count)
     return [check for check in checks if check.passed is False]

@@ -68,9 +68,23 @@ def write_cache(region, prices):
     return cache[region]
 
 
+def unpriced_partition(region):
+    """Why the Price List API this reads has no prices for the region (China's and GovCloud's
+    partitions are priced elsewhere, China's in CNY), or None."""
+    partition = aws_env.partition(region)
+    if partition == "aws":
+        return None
+    return (
+        f"the AWS Price List API lists no USD training prices for {region} (partition "
+        f"{partition}): no cost bound there; launch without --max-cost"
+    )
+
+
 def hourly_price(region, instance_type):
     """(USD per hour, None) from the cache, or (None, why it is unknown)."""
     cached = read_cache().get(region)
+    if not cached and unpriced_partition(region):
+        return None, unpriced_partition(region)
     if not cached:
         return None, f"no prices cached for {region}: {REFRESH}"
     price = cached["usd_per_hour"].get(instance_type)

@@ -241,9 +241,13 @@ def job_spec(args):
         image_uri = args.image_uri or default_image_uri(args.region, args.instance_type)
     except ValueError as error:
         raise ConfigError(f"no training image: {error}; pass --image-uri") from None
+    try:
+        role = role_arn(args.role, args.region)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     return JobSpec(
         region=args.region,
-        role_arn=role_arn(args.role, args.region),
+        role_arn=role,
         image_uri=image_uri,
         instance_type=args.instance_type,
         instance_count=args.instance_count,

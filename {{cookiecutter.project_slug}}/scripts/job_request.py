@@ -50,10 +50,17 @@ class JobSpec:
 
 def role_arn(role, region):
     """A role name becomes an ARN in the rendered account and the region's partition (aws-cn in
-    China, aws-us-gov in GovCloud); an ARN is kept as it is."""
-    if role.startswith("arn:"):
-        return role
-    return f"arn:{aws_env.partition(region)}:iam::{defaults.AWS_ACCOUNT_ID}:role/{role}"
+    China, aws-us-gov in GovCloud); an ARN is kept as it is. ValueError: an ARN of another
+    partition, which the region's SageMaker refuses."""
+    partition = aws_env.partition(region)
+    if not role.startswith("arn:"):
+        return f"arn:{partition}:iam::{defaults.AWS_ACCOUNT_ID}:role/{role}"
+    if role.split(":")[1] != partition:
+        raise ValueError(
+            f"--role {role} is an ARN of the {role.split(':')[1]} partition, but {region} is in "
+            f"{partition}: give the role's name, or its arn:{partition}:iam::... ARN"
+        )
+    return role
 
 
 def default_image_uri(region, instance_type):

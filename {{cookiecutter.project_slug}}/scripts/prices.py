@@ -31,6 +31,8 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.refresh and job_cost.unpriced_partition(args.region):
+        sys.exit(f"prices.py: error: {job_cost.unpriced_partition(args.region)}")
     if args.refresh:
         pricing = aws_env.boto_session(job_cost.PRICING_API_REGION).client("pricing")
         try:

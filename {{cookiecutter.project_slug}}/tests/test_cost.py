@@ -186,3 +186,18 @@ def test_the_bill_counts_every_instance_and_the_warm_pool_and_spots_saving():
     assert job_cost.bill(warm, 0.736)["cost_usd"] == pytest.approx(1500 * 2 * 0.736 / 3600)
     assert job_cost.bill({**job, "mode": "local"}, 0.736)["cost_usd"] is None
     assert job_cost.bill(job, None)["cost_usd"] is None
+
+
+@pytest.mark.parametrize("region", ["cn-north-1", "us-gov-west-1"])
+def test_max_cost_in_a_partition_without_listed_prices_says_why_and_calls_nothing(
+    aws_call_recorder, tmp_path, region
+):
+    environment = dict(os.environ)
+    options = ["--dry-run", "--region", region, "--max-cost", "1"]
+    done = script(RUN_JOB, *options, env=environment, cwd=tmp_path)
+    refresh = script(PRICES, "--refresh", "--region", region, env=environment, cwd=tmp_path)
+
+    assert done.returncode == 2
+    assert "lists no USD training prices for " + region in done.stderr.strip().splitlines()[-1]
+    assert refresh.returncode == 1 and "partition" in refresh.stderr
+    assert aws_call_recorder == []

@@ -91,7 +91,10 @@ def test_interrupted_two_process_run_resumes_to_the_same_weights(
     seen += interrupted.communicate(timeout=120)[0]
     assert interrupted.returncode != 0, seen
     assert "stopped by SIGTERM" in seen
-    assert not (tmp_path / "cut" / "model" / "model.pt").exists()
+    # Rank 0 alone kept the model of the last completed epoch, saying so once.
+    assert seen.count("kept the model of epoch ") == 1, seen
+    kept = json.loads((tmp_path / "cut" / "model" / "model.json").read_text())
+    assert kept["trained_epochs"] >= 1
 
     resumed = torchrun(train_argv, synthetic_dataset, tmp_path / "cut", *options)
     resumed_output = resumed.communicate(timeout=300)[0]

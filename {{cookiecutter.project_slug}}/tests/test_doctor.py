@@ -291,3 +291,22 @@ def test_run_job_refuses_a_launch_the_quota_would_fail_and_points_to_the_doctor(
     assert f"run_job.py: error: ✗ quota {quota}: 0" in done.stderr
     assert done.stderr.rstrip().endswith("python scripts/doctor.py checks the rest")
     assert fake_sagemaker.requests == [] and not out.exists()
+
+
+def test_run_job_refuses_more_hosts_than_the_quota_allows(
+    account, aws_stand_ins, fake_sagemaker, tmp_path
+):
+    quota = f"{INSTANCE} for training job usage"
+    aws_stand_ins.values[quota] = 1.0  # a new account's: one instance
+    out = tmp_path / "results"
+    run_job = [PROJECT_ROOT / "scripts" / "run_job.py", "--instance-type", INSTANCE]
+
+    done = run_script(
+        [*run_job, "--instance-count", "2", "--no-use-spot", "--out-dir", out],
+        env=dict(os.environ),
+        cwd=tmp_path,
+    )
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"✗ quota {quota}: 1, below the 2 asked for" in done.stderr
+    assert fake_sagemaker.requests == []

@@ -749,6 +749,18 @@ def test_requests_carry_the_partition_of_the_region_in_role_and_image(
     assert aws_call_recorder == []
 
 
+def test_a_role_arn_of_another_partition_is_refused_offline(aws_call_recorder, tiny_config, capsys):
+    role = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
+
+    code = run_job_script.main(
+        ["--dry-run", "--config", str(tiny_config), "--region", "cn-north-1", "--role", role]
+    )
+
+    (line,) = capsys.readouterr().err.strip().splitlines()[-1:]
+    assert code == 2 and "is an ARN of the aws partition, but cn-north-1 is in aws-cn" in line
+    assert aws_call_recorder == []
+
+
 def test_keep_alive_allows_what_the_api_allows():
     import botocore.session
 
