@@ -205,8 +205,8 @@ def start_tuner(spec, tuning, name, session, ranges, source_dir, dry_run):
 
     tags = job_tags(spec, tuning.name)
     # Spot trials keep checkpoints under the tuning job's name: a reclaimed trial resumes. The
-    # trials of one tuning job share that prefix; each resumes only a checkpoint of its own
-    # hyperparameters (train.py sets any other aside).
+    # trials share that prefix; each checkpoint file is named after its trial's hyperparameters
+    # (src/checkpoint.py), so no trial overwrites or resumes another's.
     trainer = model_trainer(
         spec,
         dict(tuning.hyperparameters),

@@ -17,7 +17,6 @@ import threading
 
 import torch
 
-FILE_NAME = "checkpoint.pt"
 LOW_DISK_BYTES = 16 * 1024 * 1024
 
 
@@ -48,12 +47,26 @@ def save_tensors(state, path):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from None
 
 
+def as_json(settings):
+    return json.loads(json.dumps(settings, sort_keys=True, default=str))
+
+
+def path_for(folder, settings):
+    """A run's checkpoint: checkpoint-<digest of its settings>.pt. Runs of other settings (other
+    configs' or trials' sharing a job's checkpoint folder) never touch each other's files."""
+    digest = hashlib.sha1(json.dumps(as_json(settings), sort_keys=True).encode()).hexdigest()
+    return folder / f"checkpoint-{digest[:12]}.pt"
+
+
 def save(folder, state):
-    write_atomically(folder / FILE_NAME, save_tensors, state)
+    """The checkpoint, then beside it its settings as JSON (a reader names what differs)."""
+    path = path_for(folder, state["settings"])
+    write_atomically(path, save_tensors, state)
+    write_atomically(path.with_suffix(".json"), write_json, as_json(state["settings"]))
 
 
-def settings_digest(settings):
-    return hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:8]
+def write_json(content, path):
+    path.write_text(json.dumps(content, indent=2) + "\n")
 
 
 def read(path):
@@ -62,23 +75,24 @@ def read(path):
 
 
 def load_matching(folder, settings):
-    """(the checkpoint of these settings or None, the one set aside or None).
+    """(the checkpoint of these settings or None, the settings of the newest other one or None).
 
-    A checkpoint of other settings is never overwritten: it is renamed after its settings'
-    digest (checkpoint-<digest>.pt, its "kept_as"), and a run of those settings takes it back.
-    """
-    current, kept = folder / FILE_NAME, folder / f"checkpoint-{settings_digest(settings)}.pt"
-    saved = read(current) if current.is_file() else None
-    if saved is not None and saved["settings"] == settings:
-        return saved, None
-    aside = None
-    if saved is not None:
-        aside = {**saved, "kept_as": folder / f"checkpoint-{settings_digest(saved['settings'])}.pt"}
-        os.replace(current, aside["kept_as"])
-    if kept.is_file():
-        os.replace(kept, current)
-        return read(current), aside
-    return None, aside
+    Checkpoints of other settings stay as they are: a run with theirs resumes from them."""
+    path = path_for(folder, settings)
+    if path.is_file():
+        return read(path), None
+    others = [
+        json_file
+        for json_file in folder.glob("checkpoint-*.json")
+        if json_file != path.with_suffix(".json")
+    ]
+    if not others:
+        return None, None
+    newest = max(others, key=lambda json_file: json_file.stat().st_mtime)
+    try:
+        return None, json.loads(newest.read_text())
+    except (OSError, ValueError):  # half of a sync: nothing to name
+        return None, None
 
 
 def rng_states(shuffle):

@@ -38,7 +38,7 @@ class Diverged(Exception):
 
 class ResumableRun:
     def __init__(self, config, processes, device, settings, parts, examples, say):
-        """settings: the run's identity (a checkpoint of other settings is set aside, never
+        """settings: the run's identity (a checkpoint of other settings is left as it is, never
         resumed); parts: {name: object with state_dict()} that a checkpoint saves; examples:
         how many training examples this process has; say: print, on rank 0 only."""
         self.config, self.processes, self.device = config, processes, device
@@ -67,18 +67,17 @@ class ResumableRun:
         self.stop.__exit__(*exc_info)
 
     def resume(self):
-        saved, aside = None, None
+        saved, other = None, None
         config, main = self.config, self.processes.main
         if config.resume and main:
-            saved, aside = checkpoint.load_matching(config.checkpoint_dir, self.settings)
+            saved, other = checkpoint.load_matching(config.checkpoint_dir, self.settings)
         saved = distributed.from_main(saved, self.processes)
-        if aside is not None:
-            changed = sorted(
-                k for k in self.settings if aside["settings"].get(k) != self.settings[k]
-            )
+        if saved is None and other is not None:
+            mine = checkpoint.as_json(self.settings)
+            changed = sorted(k for k in {*mine, *other} if other.get(k) != mine.get(k))
             self.say(
-                f"set aside the checkpoint in {config.checkpoint_dir} (other {', '.join(changed)})"
-                f" as {aside['kept_as'].name}: a run with its settings resumes from it"
+                f"starting afresh: the checkpoint in {config.checkpoint_dir} is of other "
+                f"{', '.join(changed)}; it stays, and a run with its settings resumes from it"
             )
         if saved is None:
             return

@@ -26,12 +26,8 @@ def save(folder, weights, info, options, trained_epochs):
     weights = {name: tensor.cpu().contiguous() for name, tensor in weights.items()}
     about = {"data": info, "options": options, "trained_epochs": trained_epochs}
     checkpoint.write_atomically(folder / WEIGHTS, checkpoint.save_tensors, weights)
-    checkpoint.write_atomically(folder / DESCRIPTION, write_json, about)
+    checkpoint.write_atomically(folder / DESCRIPTION, checkpoint.write_json, about)
     return [folder / WEIGHTS, folder / DESCRIPTION]
-
-
-def write_json(content, path):
-    path.write_text(json.dumps(content, indent=2) + "\n")
 
 
 def find(folder):

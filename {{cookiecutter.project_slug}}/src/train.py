@@ -150,7 +150,7 @@ def settings_of(config, dataset, processes):
 
 def code_identity():
     """A digest of the files that say what the weights compute: a relaunch after a change to the
-    network, the data's reading or the loss starts afresh (the old checkpoint is set aside)
+    network, the data's reading or the loss starts afresh (the old checkpoint stays)
     instead of resuming weights trained for other code."""
     digest = hashlib.sha256()
     for module in (model_code, data, metrics):
@@ -206,7 +206,7 @@ def finish(config, dataset, model, history, device, precision, processes, tracke
         )
     if test is not None:
         print(metrics.line(test))
-        checkpoint.write_atomically(output / "test_metrics.json", saved_model.write_json, test)
+        checkpoint.write_atomically(output / "test_metrics.json", checkpoint.write_json, test)
     if tracker:
         tracker.finish(figures, files, test)
     print(f"saved {files[0]} and {files[1].name}; metrics and plots in {output}")

@@ -258,7 +258,7 @@ def stopped_then_restarted(container):
     assert time.monotonic() - stopped_at < GRACE_SECONDS  # saved and gone before SIGKILL
     said = r"stopped by SIGTERM at (epoch \d+, step \d+); checkpoint in /opt/ml/checkpoints"
     (stop,) = set(re.findall(said, stopped_log))  # every process stopped at the same step
-    assert (container.opt_ml / "checkpoints" / "checkpoint.pt").is_file()
+    assert list((container.opt_ml / "checkpoints").glob("checkpoint-*.pt"))
     assert (container.opt_ml / "output" / "failure").is_file()  # the SDK's failure file
     # The model of the last completed epoch, where SageMaker packs model.tar.gz from.
     completed = int(re.match(r"epoch (\d+)", stop)[1]) - 1

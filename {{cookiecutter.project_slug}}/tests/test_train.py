@@ -53,6 +53,10 @@ def weights(run_dir):
     return torch.load(run_dir / "model" / "model.pt", weights_only=True)
 
 
+def checkpoint_files(folder):
+    return sorted(folder.glob("checkpoint-*.pt"))
+
+
 def assert_same_weights(first, second):
     assert first.keys() == second.keys()
     for name in first:
@@ -239,7 +243,7 @@ def test_interrupted_then_resumed_run_ends_bit_for_bit_like_an_uninterrupted_one
     with pytest.raises(checkpoint.Interrupted) as stopped:
         train_quietly(config)
     assert stopped.value.exit_code == 128 + signal.SIGTERM
-    assert (tmp_path / "checkpoints" / "checkpoint.pt").is_file()
+    assert checkpoint_files(tmp_path / "checkpoints")
     if epoch == 1:  # no epoch completed: no model
         assert not (tmp_path / "model" / "model.pt").exists()
     else:
@@ -262,7 +266,8 @@ def test_a_stop_leaves_the_model_of_the_last_completed_epoch_also_after_a_resume
     with pytest.raises(checkpoint.Interrupted):
         train_quietly(config)
     kept = weights(tmp_path)
-    saved = checkpoint.read(tmp_path / "checkpoints" / "checkpoint.pt")
+    (saved_file,) = checkpoint_files(tmp_path / "checkpoints")
+    saved = checkpoint.read(saved_file)
     assert saved["run"]["step"] > 0  # stopped mid-epoch: the model had moved on since epoch 1
     assert not all(torch.equal(kept[name], saved["model"][name]) for name in kept)
     assert saved_model.load(tmp_path / "model")[1]["trained_epochs"] == 1
@@ -289,7 +294,7 @@ def test_a_checkpoint_of_other_model_code_is_set_aside_not_resumed(
 
     history, lines = train_quietly(build_parser().parse_args(argv))
 
-    assert any(line.startswith("set aside") and "(other code)" in line for line in lines)
+    assert any(line.startswith("starting afresh") and "of other code;" in line for line in lines)
     assert [row["epoch"] for row in history] == [1, 2]
 
 
@@ -302,9 +307,9 @@ def test_checkpoint_of_other_hyperparameters_is_set_aside_and_its_own_command_st
         train_quietly(build_parser().parse_args(argv))
 
     history, lines = train_quietly(build_parser().parse_args([*argv, "--lr", "0.02"]))
-    assert any(line.startswith("set aside") and "(other lr)" in line for line in lines)
+    assert any(line.startswith("starting afresh") and "of other lr;" in line for line in lines)
     assert [row["epoch"] for row in history] == [1, 2]
-    assert len(list((tmp_path / "checkpoints").glob("checkpoint-*.pt"))) == 1
+    assert len(checkpoint_files(tmp_path / "checkpoints")) == 2  # each run's own, untouched
 
     history, lines = train_quietly(build_parser().parse_args(argv))
     assert any(line.startswith("resuming from") and "epoch 2, step 2" in line for line in lines)
@@ -329,7 +334,7 @@ def test_a_checkpoint_is_resumed_only_under_the_same_options_but_run_controls(
     _, lines = train_quietly(build_parser().parse_args([*argv, *change]))
 
     assert any(line.endswith("writing its results again") for line in lines) == resumes
-    assert any(line.startswith("set aside") for line in lines) == (not resumes)
+    assert any(line.startswith("starting afresh") for line in lines) == (not resumes)
 
 
 def test_rerunning_a_finished_run_writes_its_results_again_without_training(
@@ -369,7 +374,7 @@ def test_sigterm_checkpoints_and_exits_143_and_a_rerun_finishes_like_an_uninterr
     assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr
     assert stopped.stderr.strip().endswith("run again to resume")
     assert "Traceback" not in stopped.stderr
-    assert (tmp_path / "checkpoints" / "checkpoint.pt").is_file()
+    assert checkpoint_files(tmp_path / "checkpoints")
     assert not (tmp_path / "model" / "model.pt").exists()
 
     rerun = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120)
@@ -474,7 +479,7 @@ def test_runs_as_a_sagemaker_job_starts_it_from_any_directory(
     assert done.returncode == 0, done.stderr
     assert EPOCH_LINE.search(done.stdout)
     assert (opt_ml / "model" / "model.pt").is_file()
-    assert (opt_ml / "checkpoints" / "checkpoint.pt").is_file()
+    assert checkpoint_files(opt_ml / "checkpoints")
     outputs = {path.name for path in (opt_ml / "output" / "data").iterdir()}
     assert {"metrics.csv", *plot_names} <= outputs
     assert list(elsewhere.iterdir()) == []
@@ -556,7 +561,7 @@ def test_a_full_disk_fails_in_one_line_and_keeps_the_previous_model(
         f"error: No space left on device writing {model_dir / 'model.pt'}; "
         "nothing half-written was left"
     )
-    assert (tmp_path / "checkpoints" / "checkpoint.pt").is_file()  # rerunning resumes
+    assert checkpoint_files(tmp_path / "checkpoints")  # rerunning resumes
 
 
 def test_ctrl_c_while_loading_data_exits_130_with_one_line_and_writes_nothing(
