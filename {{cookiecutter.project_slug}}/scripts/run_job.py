@@ -189,11 +189,15 @@ def run_local(args, configs):
             request = build_request(spec, config, base_name, session)
             channels = local_channels(request, session, workdir, args.region)
             print(f"Running {request['TrainingJobName']} locally")
-            run = local_job.run_container(request, channels, workdir)
+            # As a job's checkpoint prefix: one folder per config, so running it again resumes.
+            checkpoints = args.out_dir / "checkpoints" / base_name
+            checkpoints.mkdir(parents=True, exist_ok=True)
+            run = local_job.run_container(request, channels, workdir, checkpoints=checkpoints)
             description = local_job.describe(request, run)
             summary = job_results.billed(job_results.summarize(description, "local"), args.region)
             # Nothing went to S3: the archives' only copy is what lands in the results folder.
-            summary.update(model_uri=None, output_uri=None, code_uri=None, checkpoint_uri=None)
+            summary.update(model_uri=None, output_uri=None, code_uri=None)
+            summary["checkpoint_uri"] = str(checkpoints)
             folder = job_folder(args, request["TrainingJobName"], config, len(configs) > 1)
             host = f"{local_job.HOST}-{int(run.start)}"
             saved = job_results.save_results(

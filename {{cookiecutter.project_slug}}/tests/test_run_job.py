@@ -714,7 +714,14 @@ def test_ctrl_c_in_local_stops_the_job_as_sagemaker_does_with_sigterm_to_train_p
     assert exp["status"] == "Stopped"
     log = (folder / "logs.txt").read_text()
     assert "container_entry: SIGTERM passed on to [" in log  # to train.py, as in a job
-    assert re.search(r"stopped by SIGTERM at epoch \d+, step \d+; checkpoint in ", log)
+    stop = re.search(r"stopped by SIGTERM at (epoch \d+, step \d+); checkpoint in ", log)
+    assert stop, log
+    assert exp["checkpoint_uri"] == str(out / "checkpoints" / f"{defaults.EXPERIMENT_NAME}-tiny")
+
+    again = run_script(command[1:], env=environment(), cwd=tmp_path)  # a relaunch resumes
+
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert re.search(f"resuming from \\S+: {stop[1]}$", again.stdout, re.MULTILINE), again.stdout
 
 
 def dry_run_requests(capsys, *options):
