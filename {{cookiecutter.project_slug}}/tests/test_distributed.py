@@ -5,6 +5,7 @@ an interrupted run resumes; run_job.py --local runs the same through SDK v3's to
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -40,8 +41,13 @@ def torchrun(train_argv, data, run_dir, *options, **popen):
 
 
 def files_under(folder):
+    """The files' paths, with a checkpoint's settings digest (which differs) left out."""
     return sorted(
-        path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()
+        re.sub(
+            r"checkpoint-[0-9a-f]+\.", "checkpoint-<settings>.", path.relative_to(folder).as_posix()
+        )
+        for path in folder.rglob("*")
+        if path.is_file()
     )
 
 
