@@ -51,9 +51,10 @@ def parse_args(argv=None):
 
 def predict_split(model, split, torch):
     """The model's outputs on every example of a split, in order, on the CPU."""
-    splits = job_config.source_module("splits")
+    splits, hardware = job_config.source_module("splits"), job_config.source_module("hardware")
+    batches = splits.batches(split, 256, "cpu", workers=hardware.dataloader_workers(None))
     with torch.no_grad():
-        return torch.cat([model(inputs) for inputs, _ in splits.batches(split, 500, "cpu")])
+        return torch.cat([model(inputs) for inputs, _ in batches])
 
 
 def submission(outputs, info):
@@ -83,10 +84,11 @@ def write_submission(ids, column, values, path):
 
 def pictures(dataset, test_outputs, model, out_dir, torch):
     """predictions.png and misclassified.png, for image inputs (n, channels, height, width)."""
-    if dataset.test.inputs.dim() != 4 or "classes" not in dataset.info:
+    first_input = dataset.test[0][0]
+    if first_input.dim() != 3 or "classes" not in dataset.info:
         return []
     plots, classes = job_config.source_module("plots"), dataset.info["classes"]
-    shown = dataset.test.inputs[:SHOWN]
+    shown = torch.stack([dataset.test[i][0] for i in range(min(SHOWN, len(dataset.test)))])
     captions = [classes[i] for i in test_outputs[:SHOWN].argmax(dim=1).tolist()]
     files = [plots.plot_examples(shown, captions, out_dir / "predictions.png", "Predictions")]
     predicted = predict_split(model, dataset.val, torch).argmax(dim=1)
@@ -96,7 +98,7 @@ def pictures(dataset, test_outputs, model, out_dir, torch):
             f"{classes[dataset.val.targets[i]]} as {classes[predicted[i]]}" for i in wrong.tolist()
         ]
         title = "Misclassified validation images (true as predicted)"
-        images = dataset.val.inputs[wrong]
+        images = torch.stack([dataset.val[i][0] for i in wrong.tolist()])
         files.append(plots.plot_examples(images, captions, out_dir / "misclassified.png", title))
     return files
 
@@ -109,7 +111,13 @@ def main(argv=None):
     try:
         model, about = saved_model.load(args.model)
         options = about["options"]
-        dataset = data.load(args.data_dir, options["val_fraction"], options["seed"], about["data"])
+        dataset = data.load(
+            args.data_dir,
+            options["val_fraction"],
+            options["seed"],
+            about["data"],
+            argparse.Namespace(**options),
+        )
     except (FileNotFoundError, data.DatasetError) as error:
         sys.exit(f"predict.py: error: {error}")
     if dataset.test is None:

@@ -94,11 +94,14 @@ def shard(split, processes, same_length=False):
     return split.take(slice(processes.rank, end, processes.world_size))
 
 
-def wrap(model, processes):
+def wrap(model, processes, find_unused_parameters=False):
+    """The model in DistributedDataParallel, which averages gradients over the processes."""
     if not processes.active:
         return model
     device_ids = [processes.local_rank] if torch.cuda.is_available() else None
-    return DistributedDataParallel(model, device_ids=device_ids)
+    return DistributedDataParallel(
+        model, device_ids=device_ids, find_unused_parameters=find_unused_parameters
+    )
 
 
 def total(tensor, processes):
@@ -108,7 +111,7 @@ def total(tensor, processes):
     return tensor
 
 
-def any_set(flags, processes, device):
+def all_reduce_any(flags, processes, device):
     """For each flag, whether any process set it (every process must call it, at the same step)."""
     if not processes.active:
         return [bool(flag) for flag in flags]
@@ -116,7 +119,7 @@ def any_set(flags, processes, device):
     return [bool(count) for count in counts.tolist()]
 
 
-def from_main(value, processes):
+def broadcast_from_rank0(value, processes):
     """Rank 0's value (e.g. the checkpoint it read), in every process."""
     if not processes.active:
         return value

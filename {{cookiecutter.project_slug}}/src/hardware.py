@@ -1,4 +1,5 @@
-"""Where and how the arithmetic runs: the device, reproducible kernels, mixed precision."""
+"""Where and how the arithmetic runs: the device, reproducible kernels, mixed precision, and the
+DataLoader's workers."""
 
 import functools
 import os
@@ -67,26 +68,29 @@ def make_reproducible(seed, deterministic):
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-class MixedPrecision:
-    """bfloat16 (or float16 with a gradient scaler) on CUDA when enabled; plain float32 elsewhere.
+def mixed_precision(device, enabled):
+    """(autocast, scaler): bfloat16 (or float16 with a gradient scaler) on CUDA when enabled;
+    plain float32 elsewhere, where both do nothing.
 
-    with precision.autocast():
+    with autocast():
         loss = ...
-    precision.step(loss, optimizer)   # backward pass, then the optimizer's step
+    scaler.scale(loss).backward()
     """
+    dtype = None
+    if enabled and device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    autocast = functools.partial(
+        torch.autocast, device.type, dtype=dtype, enabled=dtype is not None
+    )
+    # float16 gradients can underflow; the scaler keeps them in range (bfloat16 needs none).
+    return autocast, torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
-    def __init__(self, device, enabled):
-        dtype = None
-        if enabled and device.type == "cuda":
-            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        self.autocast = functools.partial(
-            torch.autocast, device.type, dtype=dtype, enabled=dtype is not None
-        )
-        # float16 gradients can underflow; the scaler keeps them in range (bfloat16 needs none).
-        self.scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
-    def step(self, loss, optimizer):
-        optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(optimizer)
-        self.scaler.update()
+def dataloader_workers(asked):
+    """How many DataLoader worker processes read the data of a split that is not in memory:
+    `asked` (--num-workers), or for "auto" one per core this process can count on, less the
+    one training on it, at most 8 (torchrun's LOCAL_WORLD_SIZE: processes on this host)."""
+    if asked is not None:
+        return asked
+    per_process = (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(0, min(8, per_process - 1))

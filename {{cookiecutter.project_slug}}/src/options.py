@@ -16,7 +16,7 @@ MAX_WIDTH = 1024  # a bound that stops a typo (100000) from exhausting memory, n
 # Options that steer a run without changing what it computes: a checkpoint saved under other
 # values of these still resumes. Every other option, a new one too, is part of its identity.
 RUN_CONTROLS = {"data_dir", "model_dir", "output_data_dir", "checkpoint_dir", "resume"}
-RUN_CONTROLS |= {"log_interval", "checkpoint_interval", "tracking"}
+RUN_CONTROLS |= {"log_interval", "checkpoint_interval", "tracking", "num_workers"}
 
 
 def parse_bool(text):
@@ -65,6 +65,12 @@ def fraction(text):
     return value
 
 
+def workers(text):
+    """An argparse type: "auto" (None: hardware.py chooses) or a whole number from 0 to 64."""
+    return None if text == "auto" else whole_number(0, 64)(text)
+
+
+workers.__name__ = "auto or whole number"
 positive_int = whole_number(1)
 non_negative_int = whole_number(0)
 positive_float = finite_number(0, low_allowed=False)
@@ -88,6 +94,71 @@ def default_checkpoint_dir():
     return PROJECT_ROOT / "result" / "checkpoints"
 
 
+#% if cookiecutter.task == "images"
+# torchvision's classification networks src/model.py offers besides its small CNN (any of
+# torchvision.models.list_models() works the same: add its name here).
+BACKBONES = ("cnn", "resnet18", "resnet50", "efficientnet_b0", "convnext_tiny")
+
+
+def image_size(text):
+    """An argparse type: "auto" (None: src/data.py chooses) or a side from 8 to 1024 pixels."""
+    return None if text == "auto" else whole_number(8, 1024)(text)
+
+
+image_size.__name__ = "auto or whole number"
+
+
+def add_image_options(group):
+    group.add_argument(
+        "--backbone",
+        choices=BACKBONES,
+        default="cnn",
+        help="the network under the classifier: cnn (a small CNN, trained from scratch) or one "
+        "of torchvision's (default: cnn)",
+    )
+    group.add_argument(
+        "--pretrained",
+        type=parse_bool,
+        default=False,
+        help="start the backbone from its ImageNet weights, downloaded once into torch's cache "
+        "(default: false)",
+    )
+    group.add_argument(
+        "--image-size",
+        type=image_size,
+        default="auto",
+        help="side in pixels the images are resized and cropped to (auto: the pretrained "
+        "weights' size, else the images' median side, at most 224)",
+    )
+    group.add_argument(
+        "--augment",
+        type=parse_bool,
+        default=True,
+        help="random resized crops and horizontal flips of training images (default: true)",
+    )
+    group.add_argument(
+        "--backbone-lr-scale",
+        type=finite_number(0, low_allowed=False),
+        default=1.0,
+        help="the backbone's learning rate as a share of --lr, the head's (fine-tuning: 0.1; "
+        "default: 1)",
+    )
+    group.add_argument(
+        "--freeze-epochs",
+        type=non_negative_int,
+        default=0,
+        help="epochs at the start in which only the head learns (default: 0)",
+    )
+    group.add_argument(
+        "--skip-bad-images",
+        type=parse_bool,
+        default=False,
+        help="leave out files that are no readable image, with a count, instead of stopping "
+        "(default: false)",
+    )
+
+
+#% endif
 def build_parser():
     parser = argparse.ArgumentParser(
         description="Train the model of src/model.py on the data src/data.py reads, locally or "
@@ -161,6 +232,9 @@ def build_parser():
         help="the model's size as src/model.py reads it (the example CNN: channels of its first "
         "convolution; default: 16)",
     )
+    #% if cookiecutter.task == "images"
+    add_image_options(model)
+    #% endif
     running = parser.add_argument_group("running")
     running.add_argument(
         "--amp", type=parse_bool, default=True, help="mixed precision on CUDA (default: true)"
@@ -183,6 +257,14 @@ def build_parser():
         default=300.0,
         help="seconds between checkpoints within an epoch, which bound what a kill without "
         "warning loses (0: at epoch ends and stops only; default: 300)",
+    )
+    running.add_argument(
+        "--num-workers",
+        type=workers,
+        default="auto",
+        help="DataLoader worker processes reading data that src/data.py leaves on disk (auto: "
+        "one per core less one, at most 8; 0: read in the training process). Each example's "
+        "random augmentation has a seed of its own, so the count never changes the results",
     )
     running.add_argument(
         "--log-interval",

@@ -37,12 +37,13 @@ class Diverged(Exception):
 
 
 class ResumableRun:
-    def __init__(self, config, processes, device, settings, parts, examples, say):
+    def __init__(self, config, processes, device, settings, stateful, examples, print0):
         """settings: the run's identity (a checkpoint of other settings is left as it is, never
-        resumed); parts: {name: object with state_dict()} that a checkpoint saves; examples:
-        how many training examples this process has; say: print, on rank 0 only."""
+        resumed); stateful: {name: object with state_dict() and load_state_dict()} that a
+        checkpoint saves; examples: how many training examples this process has; print0: print,
+        on rank 0 only."""
         self.config, self.processes, self.device = config, processes, device
-        self.settings, self.parts, self.say = settings, parts, say
+        self.settings, self.stateful, self.print0 = settings, stateful, print0
         self.examples = examples
         self.steps_per_epoch = math.ceil(examples / config.batch_size)
         self.shuffle = torch.Generator().manual_seed(config.seed)  # the order of examples
@@ -71,32 +72,34 @@ class ResumableRun:
         config, main = self.config, self.processes.main
         if config.resume and main:
             saved, other = checkpoint.load_matching(config.checkpoint_dir, self.settings)
-        saved = distributed.from_main(saved, self.processes)
+        saved = distributed.broadcast_from_rank0(saved, self.processes)
         if saved is None and other is not None:
             mine = checkpoint.as_json(self.settings)
             changed = sorted(k for k in {*mine, *other} if other.get(k) != mine.get(k))
-            self.say(
+            self.print0(
                 f"starting afresh: the checkpoint in {config.checkpoint_dir} is of other "
                 f"{', '.join(changed)}; it stays, and a run with its settings resumes from it"
             )
         if saved is None:
             return
-        for name, part in self.parts.items():
+        for name, part in self.stateful.items():
             part.load_state_dict(saved[name])
         checkpoint.restore_rng_states(saved["rng"], self.shuffle)
         self.state = saved["run"]
         if self.state["epoch"] > 0:  # at an epoch's end the model is that epoch's
             self.epoch_weights = saved["epoch_model"] if self.state["step"] else saved["model"]
         if self.state["epoch"] < config.epochs:
-            self.say(f"resuming from {config.checkpoint_dir}: {self.position()}")
+            self.print0(f"resuming from {config.checkpoint_dir}: {self.position()}")
         else:
-            self.say(f"{config.checkpoint_dir} holds this finished run; writing its results again")
+            self.print0(
+                f"{config.checkpoint_dir} holds this finished run; writing its results again"
+            )
 
     def save(self):
         if self.processes.main:
-            parts = {name: part.state_dict() for name, part in self.parts.items()}
+            stateful = {name: part.state_dict() for name, part in self.stateful.items()}
             rng = checkpoint.rng_states(self.shuffle)
-            content = {"settings": self.settings, "rng": rng, "run": self.state, **parts}
+            content = {"settings": self.settings, "rng": rng, "run": self.state, **stateful}
             if self.state["step"]:  # mid-epoch: the model has moved on since the epoch's end
                 content["epoch_model"] = self.epoch_weights
             checkpoint.save(self.config.checkpoint_dir, content)
@@ -110,7 +113,7 @@ class ResumableRun:
         interval = self.config.checkpoint_interval
         due = interval > 0 and time.monotonic() - self.last_save >= interval
         flags = [self.stop.received, due and self.processes.main]
-        return distributed.any_set(flags, self.processes, self.device)
+        return distributed.all_reduce_any(flags, self.processes, self.device)
 
     def epochs(self):
         """Yield (epoch number, order of the training examples) until the run is done; when a
@@ -151,7 +154,7 @@ class ResumableRun:
             if self.config.log_interval and now - last_report >= self.config.log_interval:
                 rate = (step - first) * len(batch[0]) / (now - started)
                 loss = self.losses[step - 1].item() / len(batch[0])
-                self.say(
+                self.print0(
                     f"epoch {epoch} step {step}/{self.steps_per_epoch}: "
                     f"loss {loss:.4f}, {rate:.0f} examples/s"
                 )
@@ -164,7 +167,7 @@ class ResumableRun:
                 self.interrupt()
             if due:
                 self.save()
-                self.say(f"epoch {epoch} step {step}/{self.steps_per_epoch}: checkpoint saved")
+                self.print0(f"epoch {epoch} step {step}/{self.steps_per_epoch}: checkpoint saved")
 
     def record(self, loss, batch_size):
         """The loss of the step just taken (a mean over its batch)."""
@@ -182,7 +185,7 @@ class ResumableRun:
             raise Diverged(row["epoch"], row, self.config)
         self.history.append(row)
         self.state.update(epoch=row["epoch"], step=0, order=None, losses=None)
-        model = self.parts["model"].state_dict()
+        model = self.stateful["model"].state_dict()
         self.epoch_weights = {
             name: tensor.detach().to("cpu", copy=True) for name, tensor in model.items()
         }

@@ -46,7 +46,11 @@ def load(folder, device="cpu"):
     """(the model in eval mode on `device`, the description saved with it)."""
     folder = find(folder)
     about = json.loads((folder / DESCRIPTION).read_text())
-    model = model_code.build(about["data"], argparse.Namespace(**about["options"]))
+    # The weights are model.pt's: none to download for a pretrained network.
+    info = (
+        {**about["data"], "pretrained": False} if "pretrained" in about["data"] else about["data"]
+    )
+    model = model_code.build(info, argparse.Namespace(**about["options"]))
     weights = torch.load(folder / WEIGHTS, map_location=device, weights_only=True)
     model.load_state_dict(weights)
     return model.to(device).eval(), about

@@ -1,19 +1,31 @@
-"""What src/data.py hands the rest of the project, and what the rest does with it.
+"""What src/data.py hands the rest of the project, and how training reads it.
 
-A Dataset is three Splits of model-ready tensors (train, val and an optional test set, whose
-targets may be unknown) and `info`: what a model needs to be rebuilt later (class names, input
-shape, normalisation), which train.py saves beside model.pt as model.json. The operations here
-(hold out a validation part, keep the first N, shard, batch) work the same for any problem.
+A Dataset is three splits (train, val and an optional test set, whose targets may be unknown)
+and `info`: what a model needs to be rebuilt later (class names, input shape, normalisation),
+which train.py saves beside model.pt as model.json.
+
+A split is a map-style torch Dataset that also has
+    targets   (n,) tensor of class indices or values, or None when unlabelled
+    ids       n names: what submission.csv calls each example
+    take(i)   the examples at i (a slice or a tensor of positions), as a split of its own kind
+and whose items are (input, target) pairs (target -1 when unlabelled). Two kinds:
+    Split     tensors in memory (small data: MNIST, a table); batches are slices of them, on
+              the GPU when it has room: no DataLoader needed.
+    any other (e.g. data.py's image files) is read by a torch DataLoader with worker processes,
+              example by example, so memory does not grow with the dataset.
+The operations here (hold out a validation part, keep the first N, batch) work for both.
 """
 
 import hashlib
+import signal
 from dataclasses import dataclass, field
 
 import torch
+from torch.utils.data import DataLoader
 
 
 @dataclass
-class Split:
+class Split(torch.utils.data.Dataset):
     inputs: torch.Tensor  # (n, ...): one row per example
     targets: torch.Tensor | None = None  # (n,) class indices or values; None: unlabelled
     ids: list = field(default=None)  # what submission.csv calls each example (default: 0..n-1)
@@ -25,6 +37,9 @@ class Split:
     def __len__(self):
         return len(self.inputs)
 
+    def __getitem__(self, index):
+        return self.inputs[index], -1 if self.targets is None else self.targets[index]
+
     def take(self, index):
         """The examples at `index` (a slice or a tensor of positions) as a new Split."""
         positions = range(len(self))[index] if isinstance(index, slice) else index.tolist()
@@ -34,9 +49,9 @@ class Split:
 
 @dataclass
 class Dataset:
-    train: Split
-    val: Split
-    test: Split | None
+    train: torch.utils.data.Dataset  # splits, as the module's docstring says
+    val: torch.utils.data.Dataset
+    test: torch.utils.data.Dataset | None
     info: dict  # JSON-able: saved as model.json's "data" and handed back to data.load()
 
 
@@ -50,32 +65,102 @@ def hold_out(split, fraction, seed):
 
 def identity(dataset):
     """A short text that changes when the examples or their order change (a checkpoint of
-    other data is never resumed): the sizes and a digest of the targets."""
+    other data is never resumed): the sizes and a digest of the targets and ids."""
     digest = hashlib.sha1()
     for split in (dataset.train, dataset.val):
         digest.update(split.targets.cpu().numpy().tobytes())
+        digest.update("\n".join(split.ids).encode())
     sizes = f"{len(dataset.train)} train / {len(dataset.val)} val"
     return f"{sizes}, targets {digest.hexdigest()[:12]}"
 
 
 def place(split, device):
-    """The split on `device` when it has room for it (with margin), else pinned on the CPU,
-    from where batches cross one by one, asynchronously."""
+    """An in-memory split on `device` when it has room for it (with margin), else pinned on
+    the CPU, from where batches cross one by one, asynchronously. Other splits stay where they
+    are: a DataLoader reads them."""
+    if not isinstance(split, Split):
+        return split
     tensors = [split.inputs] + ([] if split.targets is None else [split.targets])
     if device.type == "cuda":
         free_bytes, _ = torch.cuda.mem_get_info(device)
         if sum(t.nbytes for t in tensors) * 4 > free_bytes:
             device = None
-    moved = [t.pin_memory() if device is None else t.to(device) for t in tensors]
+    pin = device is None and torch.cuda.is_available()
+    moved = [t.pin_memory() if pin else t.to(device or "cpu") for t in tensors]
     return Split(moved[0], moved[1] if len(moved) > 1 else None, split.ids)
 
 
-def batches(split, batch_size, device, order=None, start=0):
+class Seeded(torch.utils.data.Dataset):
+    """A split whose example `(index, seed)` is drawn under that seed: random augmentation
+    then depends on the example and the epoch only, not on which worker reads it or when, so a
+    resumed epoch sees the same crops and flips as an uninterrupted one."""
+
+    def __init__(self, split):
+        self.split = split
+
+    def __len__(self):
+        return len(self.split)
+
+    def __getitem__(self, key):
+        index, seed = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.split[index]
+
+
+class BatchOrder:
+    """A DataLoader's batch_sampler: the positions of each batch, in `order` (default: as
+    stored), from batch number `start`; with `seed`, each as (position, its own seed)."""
+
+    def __init__(self, length, batch_size, order=None, start=0, seed=None):
+        self.length, self.batch_size, self.start, self.seed = length, batch_size, start, seed
+        self.order = range(length) if order is None else order.tolist()
+
+    def __len__(self):
+        return max(0, -(-self.length // self.batch_size) - self.start)
+
+    def __iter__(self):
+        for first in range(self.start * self.batch_size, self.length, self.batch_size):
+            positions = self.order[first : first + self.batch_size]
+            if self.seed is None:
+                yield positions
+            else:  # Python hashes tuples of ints alike in every process and run
+                yield [(i, hash((self.seed, i)) & 0x7FFF_FFFF_FFFF) for i in positions]
+
+
+def quiet_worker(_worker_id):
+    """A stop is the main process's to handle: Ctrl-C (sent to the terminal's whole process
+    group) must not end the DataLoader's workers while it saves a checkpoint."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def batches(split, batch_size, device, order=None, start=0, workers=0, seed=None):
     """Yield (inputs, targets) mini-batches on `device` in `order` (default: as stored),
     beginning with batch number `start`; floating inputs come as float32.
 
-    Slicing tensors already in memory replaces a DataLoader: no workers, no per-example work.
+    An in-memory Split is sliced (no workers, no per-example work); any other split is read by
+    a DataLoader with `workers` processes, pinned memory on CUDA, and with `seed` (training)
+    every example drawn under a seed of its own (Seeded).
     """
+    device = torch.device(device)
+    if isinstance(split, Split):
+        yield from tensor_batches(split, batch_size, device, order, start)
+        return
+    loader = DataLoader(
+        split if seed is None else Seeded(split),
+        batch_sampler=BatchOrder(len(split), batch_size, order, start, seed),
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        worker_init_fn=quiet_worker if workers else None,
+        prefetch_factor=4 if workers else None,
+    )
+    for inputs, targets in loader:
+        inputs = inputs.to(device, non_blocking=True)
+        yield inputs.float(), targets.to(device, non_blocking=True)
+
+
+def tensor_batches(split, batch_size, device, order, start):
     if order is not None:
         order = order.to(split.inputs.device)  # where the examples are (GPU, or pinned CPU)
     for first in range(start * batch_size, len(split), batch_size):

@@ -54,15 +54,31 @@ def train(config):
 
 
 def train_processes(config, processes):
-    say = print if processes.main else lambda *text: None  # only rank 0 prints and writes
+    print0 = print if processes.main else lambda *text: None  # only rank 0 prints and writes
     device = hardware.pick_device(processes)
     hardware.use_free_cores()
     hardware.make_reproducible(config.seed, config.deterministic)
     dataset = load_dataset(config, device, processes)
+    workers = hardware.dataloader_workers(config.num_workers)
+
+    # -- the model, its optimizer and the learning-rate schedule
     model = model_code.build(dataset.info, config).to(device)
-    # Steps go through the wrapper, which averages gradients over processes; `model` itself
-    # is what gets saved, so checkpoints and model.pt do not depend on the process count.
-    stepper = distributed.wrap(model, processes)
+    # Steps go through ddp_model, which averages gradients over processes; `model` itself is
+    # what gets saved, so checkpoints and model.pt do not depend on the process count.
+    #% if cookiecutter.task == "images"
+    # A frozen backbone takes no part in the first epochs' backward passes.
+    ddp_model = distributed.wrap(model, processes, find_unused_parameters=config.freeze_epochs > 0)
+    # The backbone learns at --backbone-lr-scale times the head's rate (model.py's groups).
+    groups = model_code.param_groups(model, config)
+    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(len(dataset.train) / config.batch_size)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer,
+        max_lr=[group["lr"] for group in groups],
+        total_steps=config.epochs * steps_per_epoch,
+    )
+    #% else
+    ddp_model = distributed.wrap(model, processes)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
@@ -70,45 +86,55 @@ def train_processes(config, processes):
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch
     )
-    precision = hardware.MixedPrecision(device, config.amp)
-    say(describe(dataset, model, processes, device, steps_per_epoch))
-    # What a checkpoint saves and restores, besides the random states and the run's progress.
-    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
-    parts["scaler"] = precision.scaler
+    #% endif
+    autocast, scaler = hardware.mixed_precision(device, config.amp)
+    print0(describe(dataset, model, processes, device, steps_per_epoch, workers))
+
+    # -- what a checkpoint saves and restores, besides the random states and the progress
+    stateful = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
     settings = settings_of(config, dataset, processes)
-    run = ResumableRun(config, processes, device, settings, parts, len(dataset.train), say)
+    run = ResumableRun(config, processes, device, settings, stateful, len(dataset.train), print0)
 
     kept_on_stop = model_kept_on_stop(config, dataset, run, processes)
     with run, kept_on_stop, open_tracker(config, processes, run.state) as tracker:
         for epoch, order in run.epochs():
+            # -- one pass over the training examples, in the epoch's order
+            #% if cookiecutter.task == "images"
+            model.frozen = epoch <= config.freeze_epochs  # --freeze-epochs: the head alone
+            #% endif
             model.train()
-            batches_from = functools.partial(
-                splits.batches, dataset.train, config.batch_size, device, order
-            )
-            for inputs, targets in run.steps(batches_from):
-                with precision.autocast():
-                    loss = metrics.loss(stepper(inputs), targets)
-                precision.step(loss, optimizer)  # backward pass, then the optimizer's step
+            train_batches = functools.partial(
+                splits.batches, dataset.train, config.batch_size, device, order,
+                workers=workers, seed=hash((config.seed, epoch)),
+            )  # fmt: skip
+            for inputs, targets in run.steps(train_batches):
+                with autocast():
+                    loss = metrics.loss(ddp_model(inputs), targets)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()  # the scaler: float16 gradients stay in range
+                scaler.step(optimizer)
+                scaler.update()
                 scheduler.step()
                 run.record(loss, len(targets))
 
+            # -- evaluate on the validation part; keep the epoch's metrics and a checkpoint
             distributed.same_buffers(model, processes)  # rank 0's batch-norm statistics
-            outputs, targets = predict(model, dataset.val, device, precision, processes)
+            outputs, targets = predict(model, dataset.val, device, autocast, processes, workers)
             row = {"epoch": epoch, "train_loss": run.train_loss()}
             run.end_epoch(row | metrics.evaluate(outputs, targets, "val"))
-            say(metrics.line(run.history[-1]))
+            print0(metrics.line(run.history[-1]))
             if processes.main:
                 write_metrics(run.history, config.output_data_dir / "metrics.csv")
                 if tracker:
                     tracker.log_epoch(run.history[-1])
-        finish(config, dataset, model, run.history, device, precision, processes, tracker)
+        finish(config, dataset, model, run.history, device, autocast, processes, workers, tracker)
     return run.history
 
 
 def load_dataset(config, device, processes):
     """data.py's dataset, cut to --train-size/--test-size, this process's shard of it on `device`.
     Training shards are equal, as the processes take their steps together."""
-    dataset = data.load(config.data_dir, config.val_fraction, config.seed)
+    dataset = data.load(config.data_dir, config.val_fraction, config.seed, options=config)
     dataset.train = dataset.train.take(slice(config.train_size or None))
     if dataset.test is not None:
         dataset.test = dataset.test.take(slice(config.test_size or None))
@@ -158,7 +184,7 @@ def code_identity():
     return digest.hexdigest()[:12]
 
 
-def describe(dataset, model, processes, device, steps_per_epoch):
+def describe(dataset, model, processes, device, steps_per_epoch, workers):
     each = f" processes={processes.world_size}, each with" if processes.active else ""
     sizes = " ".join(
         f"{name}_examples={len(getattr(dataset, name))}"
@@ -168,29 +194,32 @@ def describe(dataset, model, processes, device, steps_per_epoch):
     parameters = sum(p.numel() for p in model.parameters())
     sizes += f" parameters={parameters} steps_per_epoch={steps_per_epoch}"
     threads = f" threads={torch.get_num_threads()}" if device.type == "cpu" else ""
+    if not isinstance(dataset.train, splits.Split):  # read from files, by a DataLoader
+        sizes += f" dataloader_workers={workers}"
     return f"device={device.type}{threads}{each} {sizes}"
 
 
 @torch.no_grad()
-def predict(model, split, device, precision, processes):
+def predict(model, split, device, autocast, processes, workers=0):
     """(outputs, targets) of the model on a split, gathered from every process's shard."""
     model.eval()
     outputs = []
-    for inputs, _ in splits.batches(split, 500, device):
-        with precision.autocast():
+    for inputs, _ in splits.batches(split, 256, device, workers=workers):
+        with autocast():
             outputs.append(model(inputs).float())
     targets = split.targets if split.targets is None else split.targets.to(device)
     gathered = distributed.gather(torch.cat(outputs), processes)
     return gathered, targets if targets is None else distributed.gather(targets, processes)
 
 
-def finish(config, dataset, model, history, device, precision, processes, tracker):
+def finish(config, dataset, model, history, device, autocast, processes, workers, tracker):
     """After the last epoch: the test set's metrics when it has labels, then (rank 0) model.pt
     with model.json, metrics.csv and the plots."""
-    val = predict(model, dataset.val, device, precision, processes)
+    val = predict(model, dataset.val, device, autocast, processes, workers)
     test = None
     if dataset.test is not None and dataset.test.targets is not None:
-        test = metrics.evaluate(*predict(model, dataset.test, device, precision, processes), "test")
+        outputs, targets = predict(model, dataset.test, device, autocast, processes, workers)
+        test = metrics.evaluate(outputs, targets, "test")
     if not processes.main:
         return
     options = computing_options(config)
@@ -239,7 +268,9 @@ def main(argv=None):
     try:
         train(config)
     except (data.DatasetError, Diverged) as error:
-        sys.exit(f"error: {error}")
+        # From a DataLoader worker, the message holds the worker's traceback: its last line
+        # is the error's own.
+        sys.exit(f"error: {str(error).splitlines()[-1].removeprefix('data.DatasetError: ')}")
     except checkpoint.Interrupted as stopped:
         print(stopped, file=sys.stderr)
         sys.exit(stopped.exit_code)

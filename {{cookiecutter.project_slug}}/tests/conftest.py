@@ -111,11 +111,11 @@ def stop_training_at(monkeypatch):
         real_batches = splits.batches
         epochs_started = []
 
-        def batches(split, batch_size, device, order=None, start=0):
+        def batches(split, batch_size, device, order=None, start=0, **loading):
             training = order is not None  # evaluation takes the examples in stored order
             epochs_started.extend([True] if training else [])
             for index, item in enumerate(
-                real_batches(split, batch_size, device, order, start), start
+                real_batches(split, batch_size, device, order, start, **loading), start
             ):
                 if training and len(epochs_started) == epoch and index == batch:
                     monkeypatch.setattr(splits, "batches", real_batches)  # once is enough

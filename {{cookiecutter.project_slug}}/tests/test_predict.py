@@ -68,7 +68,7 @@ def test_submission_has_one_row_per_test_example_with_a_class_a_probability_or_a
     if test.targets is not None:  # a labelled test set: the metric line training printed
         reported = json.loads((trained / "output" / "test_metrics.json").read_text())
         assert " ".join(f"{name}={value:.4f}" for name, value in reported.items()) in printed.out
-    assert (tmp_path / "predictions.png").is_file() == (test.inputs.dim() == 4)  # images
+    assert (tmp_path / "predictions.png").is_file() == (test[0][0].dim() == 3)  # images
 
 
 def test_a_fetched_job_folder_is_found_through_its_model_subfolder(

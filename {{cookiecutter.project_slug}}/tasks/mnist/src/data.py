@@ -32,12 +32,13 @@ class DatasetError(Exception):
     """The dataset is missing or malformed; the message says what to do."""
 
 
-def load(data_dir, val_fraction, seed, info=None):
+def load(data_dir, val_fraction, seed, info=None, options=None):
     """The Dataset in data_dir: train, val (a `val_fraction` of the labelled examples, chosen
     by `seed`) and test, as model-ready tensors.
 
     info: a saved model's `info` (predict.py passes it) to prepare inputs exactly as they were
-    in training; None computes it from the training part.
+    in training; None computes it from the training part. options: train.py's (none of
+    them concerns this example's data).
     """
     with tempfile.TemporaryDirectory() as scratch:
         root = uncompressed_root(data_dir, scratch)

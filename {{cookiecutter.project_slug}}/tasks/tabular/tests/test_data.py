@@ -7,6 +7,7 @@ import csv
 import sys
 import zipfile
 
+import pandas as pd
 import prepare_dataset
 import pytest
 import torch
@@ -93,8 +94,18 @@ def test_a_value_not_seen_in_training_encodes_as_no_category_at_prediction(
 ):
     info = data.load(synthetic_dataset, 0.1, seed=0).info
     row = {**rows_of(synthetic_dataset / "test.csv")[0], "colour": "purple"}
-    raw = data.encode(row, info, standardise=False)
-    assert raw[len(prepare_dataset.FEATURES) :] == [0.0, 0.0, 0.0]
+    raw = data.encode(pd.DataFrame([row]), info, standardise=False)
+    assert raw[0, len(prepare_dataset.FEATURES) :].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_a_text_column_of_many_values_becomes_ranks_of_its_frequency_not_dropped(tmp_path):
+    cities = [f"city{index % 70}" for index in range(400)] + ["city0"] * 50  # city0: most often
+    rows = [f"{index},{city},{index % 3},{index % 2}" for index, city in enumerate(cities)]
+    (tmp_path / "train.csv").write_text("id,city,f1,target\n" + "\n".join(rows) + "\n")
+    info = data.load(tmp_path, 0.1, seed=0).info
+    assert info["columns"] == ["f1", "city#rank"] and info["codes"]["city"][0] == "city0"
+    frame = pd.DataFrame({"id": ["a", "b"], "city": ["city0", "nowhere"], "f1": [1, 2]})
+    assert data.encode(frame, info, standardise=False)[:, 1].tolist() == [1.0, 0.0]
 
 
 @pytest.mark.parametrize(
