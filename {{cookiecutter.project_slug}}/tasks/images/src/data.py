@@ -215,7 +215,7 @@ def transform(info, augment):
     """torchvision's v2 transforms from a decoded image to the model's normalised input."""
     size = info["image_size"]
     if augment:
-        steps = [v2.RandomResizedCrop(size, scale=(0.5, 1.0)), v2.RandomHorizontalFlip()]
+        steps = [v2.RandomResizedCrop(size, scale=(0.75, 1.0)), v2.RandomHorizontalFlip()]
     else:
         steps = [v2.Resize(size), v2.CenterCrop(size)]
     steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(info["mean"], info["std"])]
