@@ -109,8 +109,8 @@ def images_rows(scratch, count, before):
     jpeg_folders(dataset, count)
     workers = str(max(1, min(8, (os.cpu_count() or 1) - 1)))
     options = ["--image-size", "224", "--batch-size", "64", "--num-workers", workers]
-    train = [PYTHON, "src/train.py", "--epochs", "1", "--data-dir", str(dataset), "--tracking",
-             "false", "--log-interval", "5", "--checkpoint-interval", "0", *options]  # fmt: skip
+    train = [PYTHON, "src/train.py", "--epochs", "1", "--data-dir", str(dataset),
+             "--log-interval", "5", "--checkpoint-interval", "0", *options]  # fmt: skip
     seconds, peak, output = measure(train, project)
     rate = last_rate(output)
     (project / "reference.py").write_text(REFERENCE)
@@ -151,7 +151,7 @@ def before_row(scratch, count, revision):
         (dataset / "flat").rename(dataset / "train")
         (dataset / "train.csv").write_text("\n".join(rows) + "\n")
         command = [PYTHON, "src/train.py", "--epochs", "1", "--data-dir", str(dataset),
-                   "--tracking", "false", "--log-interval", "0"]  # fmt: skip
+                   "--log-interval", "0"]  # fmt: skip
         _, peak, _ = measure(command, project)
     finally:
         subprocess.run(["git", "-C", ROOT, "worktree", "remove", "--force", template])

@@ -13,7 +13,7 @@ and whose items are (input, target) pairs (target -1 when unlabelled). Two kinds
               the GPU when it has room: no DataLoader needed.
     any other (e.g. data.py's image files) is read by a torch DataLoader with worker processes,
               example by example, so memory does not grow with the dataset.
-The operations here (hold out a validation part, keep the first N, batch) work for both.
+The operations here (hold out a validation part, keep the first N, Batches) work for both.
 """
 
 import hashlib
@@ -110,11 +110,16 @@ class Seeded(torch.utils.data.Dataset):
 
 class BatchOrder:
     """A DataLoader's batch_sampler: the positions of each batch, in `order` (default: as
-    stored), from batch number `start`; with `seed`, each as (position, its own seed)."""
+    stored), from batch number `start`; with `seed`, each as (position, its own seed). Batches
+    sets them before each pass (the sampler runs in the training process)."""
 
-    def __init__(self, length, batch_size, order=None, start=0, seed=None):
-        self.length, self.batch_size, self.start, self.seed = length, batch_size, start, seed
-        self.order = range(length) if order is None else order.tolist()
+    def __init__(self, length, batch_size):
+        self.length, self.batch_size = length, batch_size
+        self.reorder()
+
+    def reorder(self, order=None, start=0, seed=None):
+        self.order = range(self.length) if order is None else order.tolist()
+        self.start, self.seed = start, seed
 
     def __len__(self):
         return max(0, -(-self.length // self.batch_size) - self.start)
@@ -129,35 +134,54 @@ class BatchOrder:
 
 
 def quiet_worker(_worker_id):
-    """A stop is the main process's to handle: Ctrl-C (sent to the terminal's whole process
-    group) must not end the DataLoader's workers while it saves a checkpoint."""
+    """A stop is the training process's to handle: Ctrl-C, which a terminal sends to its whole
+    process group, must not end the DataLoader's workers while it saves a checkpoint. (SIGTERM
+    stays: the DataLoader ends workers that linger with it, and SageMaker's stop reaches
+    train.py alone, through container_entry.py.)"""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-def batches(split, batch_size, device, order=None, start=0, workers=0, seed=None):
-    """Yield (inputs, targets) mini-batches on `device` in `order` (default: as stored),
-    beginning with batch number `start`; floating inputs come as float32.
+class Batches:
+    """The mini-batches of one split, as (inputs, targets) on `device`, for a whole run:
 
-    An in-memory Split is sliced (no workers, no per-example work); any other split is read by
-    a DataLoader with `workers` processes, pinned memory on CUDA, and with `seed` (training)
-    every example drawn under a seed of its own (Seeded).
+        train_batches = Batches(dataset.train, 128, device, workers=2, seeded=True)
+        for inputs, targets in train_batches(order, start, seed): ...   # each epoch
+
+    An in-memory Split is sliced (no workers, no per-example work). Any other split is read by
+    one DataLoader whose `workers` persist from epoch to epoch, with pinned memory on CUDA;
+    `seeded` (training): every example is drawn under a seed of its own (Seeded).
     """
-    device = torch.device(device)
-    if isinstance(split, Split):
-        yield from tensor_batches(split, batch_size, device, order, start)
-        return
-    loader = DataLoader(
-        split if seed is None else Seeded(split),
-        batch_sampler=BatchOrder(len(split), batch_size, order, start, seed),
-        num_workers=workers,
-        pin_memory=device.type == "cuda",
-        worker_init_fn=quiet_worker if workers else None,
-        prefetch_factor=4 if workers else None,
-    )
-    for inputs, targets in loader:
-        inputs = inputs.to(device, non_blocking=True)
-        yield inputs.float(), targets.to(device, non_blocking=True)
+
+    def __init__(self, split, batch_size, device, workers=0, seeded=False):
+        self.split, self.batch_size, self.device = split, batch_size, torch.device(device)
+        self.loader = None
+        if not isinstance(split, Split):
+            self.order = BatchOrder(len(split), batch_size)
+            self.loader = DataLoader(
+                Seeded(split) if seeded else split,
+                batch_sampler=self.order,
+                num_workers=workers,
+                pin_memory=self.device.type == "cuda",
+                worker_init_fn=quiet_worker if workers else None,
+                prefetch_factor=4 if workers else None,
+                persistent_workers=workers > 0,
+            )
+
+    def __call__(self, order=None, start=0, seed=None):
+        """Yield the batches in `order` (default: as stored) from batch number `start`; floating
+        inputs come as float32."""
+        if self.loader is None:
+            yield from tensor_batches(self.split, self.batch_size, self.device, order, start)
+            return
+        self.order.reorder(order, start, seed)
+        for inputs, targets in self.loader:
+            inputs = inputs.to(self.device, non_blocking=True)
+            yield inputs.float(), targets.to(self.device, non_blocking=True)
+
+
+def batches(split, batch_size, device, workers=0):
+    """The batches of a split once, in stored order (e.g. to predict it)."""
+    yield from Batches(split, batch_size, device, workers)()
 
 
 def tensor_batches(split, batch_size, device, order, start):

@@ -37,6 +37,8 @@ import splits
 from plots import plot_confusion_matrix, plot_curves
 from resumable import Diverged, ResumableRun
 
+EVAL_BATCH_SIZE = 256  # no gradients kept: larger batches than training's fit
+
 
 def train(config):
     """Train as `config` (build_parser's namespace) says; return the per-epoch metric rows.
@@ -60,6 +62,8 @@ def train_processes(config, processes):
     hardware.make_reproducible(config.seed, config.deterministic)
     dataset = load_dataset(config, device, processes)
     workers = hardware.dataloader_workers(config.num_workers)
+    train_batches = splits.Batches(dataset.train, config.batch_size, device, workers, seeded=True)
+    val_batches = splits.Batches(dataset.val, EVAL_BATCH_SIZE, device, workers)
 
     # -- the model, its optimizer and the learning-rate schedule
     model = model_code.build(dataset.info, config).to(device)
@@ -103,11 +107,9 @@ def train_processes(config, processes):
             model.frozen = epoch <= config.freeze_epochs  # --freeze-epochs: the head alone
             #% endif
             model.train()
-            train_batches = functools.partial(
-                splits.batches, dataset.train, config.batch_size, device, order,
-                workers=workers, seed=hash((config.seed, epoch)),
-            )  # fmt: skip
-            for inputs, targets in run.steps(train_batches):
+            # Each example's augmentation draws from its own seed (splits.Seeded).
+            epoch_batches = functools.partial(train_batches, order, seed=hash((config.seed, epoch)))
+            for inputs, targets in run.steps(epoch_batches):
                 with autocast():
                     loss = metrics.loss(ddp_model(inputs), targets)
                 optimizer.zero_grad(set_to_none=True)
@@ -119,7 +121,7 @@ def train_processes(config, processes):
 
             # -- evaluate on the validation part; keep the epoch's metrics and a checkpoint
             distributed.same_buffers(model, processes)  # rank 0's batch-norm statistics
-            outputs, targets = predict(model, dataset.val, device, autocast, processes, workers)
+            outputs, targets = predict(model, val_batches, autocast, processes)
             row = {"epoch": epoch, "train_loss": run.train_loss()}
             run.end_epoch(row | metrics.evaluate(outputs, targets, "val"))
             print0(metrics.line(run.history[-1]))
@@ -127,7 +129,10 @@ def train_processes(config, processes):
                 write_metrics(run.history, config.output_data_dir / "metrics.csv")
                 if tracker:
                     tracker.log_epoch(run.history[-1])
-        finish(config, dataset, model, run.history, device, autocast, processes, workers, tracker)
+        evaluation = {"val": val_batches, "test": None, "autocast": autocast}
+        if dataset.test is not None and dataset.test.targets is not None:  # a test set to score
+            evaluation["test"] = splits.Batches(dataset.test, EVAL_BATCH_SIZE, device, workers)
+        finish(config, dataset, model, run.history, evaluation, processes, tracker)
     return run.history
 
 
@@ -200,26 +205,29 @@ def describe(dataset, model, processes, device, steps_per_epoch, workers):
 
 
 @torch.no_grad()
-def predict(model, split, device, autocast, processes, workers=0):
-    """(outputs, targets) of the model on a split, gathered from every process's shard."""
+def predict(model, batches, autocast, processes):
+    """(outputs, targets) of the model on a split's Batches, gathered from every process's
+    shard."""
     model.eval()
     outputs = []
-    for inputs, _ in splits.batches(split, 256, device, workers=workers):
+    for inputs, _ in batches():
         with autocast():
             outputs.append(model(inputs).float())
-    targets = split.targets if split.targets is None else split.targets.to(device)
+    targets = batches.split.targets
+    targets = targets if targets is None else targets.to(batches.device)
     gathered = distributed.gather(torch.cat(outputs), processes)
     return gathered, targets if targets is None else distributed.gather(targets, processes)
 
 
-def finish(config, dataset, model, history, device, autocast, processes, workers, tracker):
+def finish(config, dataset, model, history, evaluation, processes, tracker):
     """After the last epoch: the test set's metrics when it has labels, then (rank 0) model.pt
-    with model.json, metrics.csv and the plots."""
-    val = predict(model, dataset.val, device, autocast, processes, workers)
+    with model.json, metrics.csv and the plots. evaluation: the val and test Batches and the
+    autocast to predict them with."""
+    autocast = evaluation["autocast"]
+    val = predict(model, evaluation["val"], autocast, processes)
     test = None
-    if dataset.test is not None and dataset.test.targets is not None:
-        outputs, targets = predict(model, dataset.test, device, autocast, processes, workers)
-        test = metrics.evaluate(outputs, targets, "test")
+    if evaluation["test"] is not None:
+        test = metrics.evaluate(*predict(model, evaluation["test"], autocast, processes), "test")
     if not processes.main:
         return
     options = computing_options(config)

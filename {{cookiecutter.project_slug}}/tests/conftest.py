@@ -108,21 +108,19 @@ def stop_training_at(monkeypatch):
     def arm(epoch, batch):
         import splits
 
-        real_batches = splits.batches
+        real_call = splits.Batches.__call__
         epochs_started = []
 
-        def batches(split, batch_size, device, order=None, start=0, **loading):
+        def call(self, order=None, start=0, seed=None):
             training = order is not None  # evaluation takes the examples in stored order
             epochs_started.extend([True] if training else [])
-            for index, item in enumerate(
-                real_batches(split, batch_size, device, order, start, **loading), start
-            ):
+            for index, item in enumerate(real_call(self, order, start, seed), start):
                 if training and len(epochs_started) == epoch and index == batch:
-                    monkeypatch.setattr(splits, "batches", real_batches)  # once is enough
+                    monkeypatch.setattr(splits.Batches, "__call__", real_call)  # once is enough
                     os.kill(os.getpid(), signal.SIGTERM)
                 yield item
 
-        monkeypatch.setattr(splits, "batches", batches)
+        monkeypatch.setattr(splits.Batches, "__call__", call)
 
     return arm
 
