@@ -163,7 +163,6 @@ class Batches:
                 num_workers=workers,
                 pin_memory=self.device.type == "cuda",
                 worker_init_fn=quiet_worker if workers else None,
-                prefetch_factor=4 if workers else None,
                 persistent_workers=workers > 0,
             )
 

@@ -37,8 +37,6 @@ import splits
 from plots import plot_confusion_matrix, plot_curves
 from resumable import Diverged, ResumableRun
 
-EVAL_BATCH_SIZE = 256  # no gradients kept: larger batches than training's fit
-
 
 def train(config):
     """Train as `config` (build_parser's namespace) says; return the per-epoch metric rows.
@@ -63,7 +61,8 @@ def train_processes(config, processes):
     dataset = load_dataset(config, device, processes)
     workers = hardware.dataloader_workers(config.num_workers)
     train_batches = splits.Batches(dataset.train, config.batch_size, device, workers, seeded=True)
-    val_batches = splits.Batches(dataset.val, EVAL_BATCH_SIZE, device, workers)
+    # Evaluation keeps no activations for a backward pass: twice the batch fits as well.
+    val_batches = splits.Batches(dataset.val, 2 * config.batch_size, device, workers)
 
     # -- the model, its optimizer and the learning-rate schedule
     model = model_code.build(dataset.info, config).to(device)
@@ -74,6 +73,10 @@ def train_processes(config, processes):
     ddp_model = distributed.wrap(model, processes, find_unused_parameters=config.freeze_epochs > 0)
     # The backbone learns at --backbone-lr-scale times the head's rate (model.py's groups).
     groups = model_code.param_groups(model, config)
+    #% else
+    ddp_model = distributed.wrap(model, processes)
+    groups = [{"params": model.parameters(), "lr": config.lr}]
+    #% endif
     optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(dataset.train) / config.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
@@ -81,16 +84,6 @@ def train_processes(config, processes):
         max_lr=[group["lr"] for group in groups],
         total_steps=config.epochs * steps_per_epoch,
     )
-    #% else
-    ddp_model = distributed.wrap(model, processes)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-    )
-    steps_per_epoch = math.ceil(len(dataset.train) / config.batch_size)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch
-    )
-    #% endif
     autocast, scaler = hardware.mixed_precision(device, config.amp)
     print0(describe(dataset, model, processes, device, steps_per_epoch, workers))
 
@@ -131,7 +124,7 @@ def train_processes(config, processes):
                     tracker.log_epoch(run.history[-1])
         evaluation = {"val": val_batches, "test": None, "autocast": autocast}
         if dataset.test is not None and dataset.test.targets is not None:  # a test set to score
-            evaluation["test"] = splits.Batches(dataset.test, EVAL_BATCH_SIZE, device, workers)
+            evaluation["test"] = splits.Batches(dataset.test, 2 * config.batch_size, device, workers)
         finish(config, dataset, model, run.history, evaluation, processes, tracker)
     return run.history
 

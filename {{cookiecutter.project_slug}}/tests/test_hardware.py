@@ -1,4 +1,5 @@
-"""src/hardware.py's thread count: one thread per core that other work leaves free."""
+"""src/hardware.py's thread count (one thread per core that other work leaves free) and the
+DataLoader's workers (one per core left to each process, less the one it trains on)."""
 
 import os
 import subprocess
@@ -65,3 +66,16 @@ def test_omp_num_threads_wins(threads, monkeypatch):
     monkeypatch.setattr(hardware, "busy_cores", lambda: 0.0)
     torch.set_num_threads(1)
     assert hardware.use_free_cores() == 1
+
+
+@pytest.mark.parametrize(
+    ("asked", "cores", "processes_on_host", "expected"),
+    [(None, 8, "1", 7), (None, 8, "2", 3), (None, 2, "1", 1), (None, 1, "1", 0), (None, 64, "1", 8),
+     (0, 8, "1", 0), (5, 2, "1", 5)],
+)  # fmt: skip
+def test_dataloader_workers_are_what_was_asked_or_the_cores_each_process_can_spare(
+    monkeypatch, asked, cores, processes_on_host, expected
+):
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", processes_on_host)
+    assert hardware.dataloader_workers(asked) == expected

@@ -105,6 +105,8 @@ def test_booleans_accept_what_sagemaker_passes(text, expected):
         ["--log-interval", "-1"],
         ["--seed", "-1"],
         ["--train-size", "1e3"],
+        ["--num-workers", "-1"],
+        ["--num-workers", "many"],
         ["--learning-rate", "0.1"],
         ["--epoch", "3"],  # no abbreviations: a config key must be the option's full name
     ],

@@ -9,6 +9,7 @@ import contextlib
 import csv
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -21,6 +22,7 @@ import numpy as np
 import prepare_dataset
 import pytest
 import torch
+from aws_fakes import run_script
 from PIL import Image
 
 import checkpoint
@@ -29,6 +31,7 @@ import model as model_code
 import saved_model
 import splits
 import train
+import options
 from options import PROJECT_ROOT, build_parser
 
 
@@ -382,3 +385,20 @@ def test_class_folders_train_under_torchrun_with_two_processes(class_folders, tm
     assert done.returncode == 0, done.stdout + done.stderr
     assert "processes=2" in done.stdout and re.search(r"epoch=1 .*val_accuracy=", done.stdout)
     assert saved_model.load(tmp_path / "model")[1]["data"]["classes"][0] == "blue cross"
+
+
+@pytest.mark.slow
+def test_class_folders_run_as_a_local_job_and_its_model_predicts_them(
+    class_folders, tmp_path, aws_credentials
+):
+    config = tmp_path / "config" / "folders.yaml"
+    config.parent.mkdir()
+    tracking = "tracking: false\n" if options.HAS_TRACKING else ""  # tracking has its own tests
+    config.write_text("epochs: 1\nbatch-size: 64\n" + tracking)
+    out = tmp_path / "jobs"
+    command = [PROJECT_ROOT / "scripts" / "run_job.py", "--local", "--config", config]
+    command += ["--out-dir", out, "--dataset-uri", class_folders]
+    done = run_script(command, env=dict(os.environ), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (model,) = out.glob("*/model/model.json")
+    assert json.loads(model.read_text())["data"]["classes"][-1] == "red triangle"
