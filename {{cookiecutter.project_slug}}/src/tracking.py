@@ -140,8 +140,9 @@ def log_events(lines):
                 mlflow.log_metrics(event["metrics"], step=event["step"])
             elif "artifact" in event:
                 mlflow.log_artifact(event["artifact"], artifact_path=event["folder"])
-            elif "end" in event:
-                status = event["end"]
+            elif "end" in event:  # the last one: not EOF, as the trainer's forks (DataLoader
+                status = event["end"]  # workers) may hold this pipe open after it closed it
+                break
         if mlflow.active_run():
             mlflow.end_run(status=status)
     except Exception as error:  # tracking must never stop training
@@ -151,8 +152,9 @@ def log_events(lines):
             "training goes on without it",
             file=sys.stderr,
         )
-        for _ in lines:  # read on, so that the trainer can write until it is done
-            pass
+        for line in lines:  # read on, so that the trainer can write until it is done
+            if line.startswith('{"end"'):
+                break
 
 
 def start_run(mlflow, event):

@@ -62,7 +62,10 @@ def train_processes(config, processes):
     workers = hardware.dataloader_workers(config.num_workers)
     train_batches = splits.Batches(dataset.train, config.batch_size, device, workers, seeded=True)
     # Evaluation keeps no activations for a backward pass: twice the batch fits as well.
-    val_batches = splits.Batches(dataset.val, 2 * config.batch_size, device, workers)
+    eval_batches = functools.partial(
+        splits.Batches, batch_size=2 * config.batch_size, device=device, workers=workers
+    )
+    val_batches = eval_batches(dataset.val)
 
     # -- the model, its optimizer and the learning-rate schedule
     model = model_code.build(dataset.info, config).to(device)
@@ -124,7 +127,7 @@ def train_processes(config, processes):
                     tracker.log_epoch(run.history[-1])
         evaluation = {"val": val_batches, "test": None, "autocast": autocast}
         if dataset.test is not None and dataset.test.targets is not None:  # a test set to score
-            evaluation["test"] = splits.Batches(dataset.test, 2 * config.batch_size, device, workers)
+            evaluation["test"] = eval_batches(dataset.test)
         finish(config, dataset, model, run.history, evaluation, processes, tracker)
     return run.history
 

@@ -5,9 +5,11 @@ train() waits for, so the store is complete when train() returns."""
 import contextlib
 import io
 import json
+import multiprocessing
 import os
 import socket
 import sqlite3
+import time
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -131,6 +133,35 @@ def test_a_server_that_never_answers_costs_a_bounded_wait_and_the_model_is_saved
     assert [row["epoch"] for row in history] == [1]
     assert (tmp_path / "model" / "model.pt").is_file()
     assert "warning: experiment tracking did not finish; stopped it" in capfd.readouterr().err
+
+
+def test_tracking_ends_at_the_runs_last_event_though_a_fork_of_the_trainer_holds_its_pipe(
+    local_store, synthetic_dataset, tmp_path, train_argv, monkeypatch, capfd
+):
+    # DataLoader workers are such forks: they inherit the pipe to the tracking process, and
+    # persistent ones outlive the run's last epoch. A bound far above any wait this run needs.
+    monkeypatch.setattr(tracking.Tracker, "FINISH_SECONDS", 300)
+    forks = []
+    log_epoch = tracking.Tracker.log_epoch
+
+    def log_epoch_and_fork(self, row):
+        log_epoch(self, row)
+        fork = multiprocessing.get_context("fork").Process(target=time.sleep, args=(3600,))
+        fork.start()
+        forks.append(fork)
+
+    monkeypatch.setattr(tracking.Tracker, "log_epoch", log_epoch_and_fork)
+    argv = train_argv(synthetic_dataset, tmp_path, "--epochs", "1", "--tracking", "true")
+    try:
+        train_quietly(build_parser().parse_args(argv))
+        assert forks[0].is_alive()
+    finally:
+        for fork in forks:
+            fork.kill()
+
+    assert "did not finish" not in capfd.readouterr().err
+    _, run = only_run(local_store, tracking.EXPERIMENT_NAME)
+    assert run.info.status == "FINISHED"
 
 
 def test_a_resumed_run_continues_the_same_mlflow_run(

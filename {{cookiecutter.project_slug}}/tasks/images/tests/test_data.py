@@ -28,10 +28,10 @@ from PIL import Image
 import checkpoint
 import data
 import model as model_code
+import options
 import saved_model
 import splits
 import train
-import options
 from options import PROJECT_ROOT, build_parser
 
 
