@@ -55,20 +55,18 @@ def load(data_dir, val_fraction, seed, info=None, options=None):
     test_rows = None
     if (data_dir / "test.csv").is_file():
         test_rows = read_table(data_dir / "test.csv", [ID])
-    labelled = Split(torch.arange(len(rows)), ids=rows[ID].tolist())
-    train_part, val_part = hold_out(labelled, val_fraction, seed)
+    positions = Split(torch.arange(len(rows)))
+    train_part, val_part = hold_out(positions, val_fraction, seed)
     if info is None:
-        info = describe(rows.iloc[train_part.inputs.numpy()], rows)
+        info = describe(rows, train_part.inputs.numpy())
     check_targets(rows, info)
-
-    def split(part, labelled=True):
-        features = torch.from_numpy(encode(part, info))
-        targets = torch.tensor(target(part, info)) if labelled else None
-        return Split(features, targets, part[ID].tolist())
-
-    train = split(rows.iloc[train_part.inputs.numpy()])
-    val = split(rows.iloc[val_part.inputs.numpy()])
-    test = split(test_rows, labelled=False) if test_rows is not None and len(test_rows) else None
+    # Every row encoded once, then split: no copy of the table per part.
+    features, targets = torch.from_numpy(encode(rows, info)), torch.tensor(target(rows, info))
+    labelled = Split(features, targets, rows[ID].tolist())
+    train, val = labelled.take(train_part.inputs), labelled.take(val_part.inputs)
+    test = None
+    if test_rows is not None and len(test_rows):
+        test = Split(torch.from_numpy(encode(test_rows, info)), ids=test_rows[ID].tolist())
     return Dataset(train, val, test, info)
 
 
@@ -125,15 +123,17 @@ def target(rows, info):
     return ((numbers(rows[TARGET]) - mean) / std).to_numpy(dtype=np.float32)
 
 
-def describe(rows, all_rows):
-    """What encoding a row takes, learnt from the training rows: the model.json "data"."""
-    if len(rows) < 2:
-        raise DatasetError(f"{len(rows)} labelled row(s) to train on: at least 2 are needed")
+def describe(rows, train_positions):
+    """What encoding a row takes, learnt from the training rows (those at `train_positions` of
+    all the labelled `rows`): the model.json "data"."""
+    if len(train_positions) < 2:
+        count = len(train_positions)
+        raise DatasetError(f"{count} labelled row(s) to train on: at least 2 are needed")
     numeric, categorical, codes = {}, {}, {}
     for name in rows.columns:
         if name in (ID, TARGET):
             continue
-        column = rows[name]
+        column = rows[name].iloc[train_positions]
         if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
             median = numbers(column).median()
             numeric[name] = 0.0 if np.isnan(median) else float(median)  # fills the gaps
@@ -153,13 +153,13 @@ def describe(rows, all_rows):
     info = {"numeric": numeric, "categorical": categorical, "codes": codes, "columns": columns}
     info |= {"input_shape": [len(columns)], "target": TARGET}
     if PROBLEM == "classification":
-        info["classes"] = sorted(all_rows[TARGET].fillna("").unique())
+        info["classes"] = sorted(rows[TARGET].fillna("").unique())
         info["submit_probability"] = SUBMIT_PROBABILITY and len(info["classes"]) == 2
     else:
-        check_targets(rows, info)
-        values = numbers(rows[TARGET])
+        check_targets(rows.iloc[train_positions], info)
+        values = numbers(rows[TARGET].iloc[train_positions])
         info["target_scale"] = [float(values.mean()), max(float(values.std()), 1e-12)]
-    raw = encode(rows, info, standardise=False)
+    raw = encode(rows, info, standardise=False)[train_positions]
     info["mean"] = raw.mean(0, dtype=np.float64).tolist()
     info["std"] = np.maximum(raw.std(0, dtype=np.float64, ddof=1), 1e-6).tolist()
     return info
