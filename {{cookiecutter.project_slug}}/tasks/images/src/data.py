@@ -207,8 +207,14 @@ def pixel_statistics(train, info):
     """{"mean", "std"} per channel of up to STATISTICS_SAMPLE training images, as resized."""
     sample = train.take(slice(None, None, max(1, len(train) // STATISTICS_SAMPLE)))
     sample.transform = transform(info, augment=False)
-    pixels = torch.stack([sample[i][0] for i in range(len(sample))]).transpose(0, 1).flatten(1)
-    return {"mean": pixels.mean(1).tolist(), "std": pixels.std(1).clamp(min=1e-3).tolist()}
+    total, squares, count = torch.zeros(3, dtype=torch.float64), 0.0, 0
+    for index in range(len(sample)):  # one image at a time: no stack of the whole sample
+        pixels = sample[index][0].flatten(1).double()
+        total, squares = total + pixels.sum(1), squares + pixels.square().sum(1)
+        count += pixels.shape[1]
+    mean = total / count
+    std = ((squares - count * mean.square()) / (count - 1)).clamp(min=1e-6).sqrt()
+    return {"mean": mean.tolist(), "std": std.clamp(min=1e-3).tolist()}
 
 
 def transform(info, augment):
