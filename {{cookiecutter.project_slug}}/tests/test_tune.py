@@ -142,6 +142,7 @@ def archive(name, content):
 def fake_tuner(aws, monkeypatch):
     """Trials for each created tuning job: moto training jobs, scores, artifacts of each."""
     from moto.core.responses import ActionResult
+    from moto.s3.models import s3_backends
     from moto.sagemaker.responses import SageMakerResponse
 
     requests, trials = [], []
@@ -153,33 +154,41 @@ def fake_tuner(aws, monkeypatch):
         result = create(self)
         definition = request["TrainingJobDefinition"]
         name = request["HyperParameterTuningJobName"]
-        sagemaker, s3 = aws.client("sagemaker"), aws.client("s3")
+        # moto's backends, not its HTTP API: a request made while serving this one could wait
+        # on the server (a CI run saw tune.py's call time out after 60 s and its retry refused)
+        sagemaker, s3 = self.sagemaker_backend, s3_backends[ACCOUNT]["aws"]
         output = definition["OutputDataConfig"]["S3OutputPath"].rstrip("/")
         for number, (lr, accuracy) in enumerate([("0.01", 0.91), ("0.05", 0.97), ("0.002", 0.88)]):
             trial = f"{name}-{number + 1:03d}-0123abcd"
             tuned = {"lr": lr, "width": "8", "batch-size": "64"}
-            sagemaker.create_training_job(
-                TrainingJobName=trial,
-                AlgorithmSpecification={
+            finished = sagemaker.create_training_job(
+                training_job_name=trial,
+                hyper_parameters={**definition["StaticHyperParameters"], **tuned},
+                algorithm_specification={
                     "TrainingImage": definition["AlgorithmSpecification"]["TrainingImage"],
                     "TrainingInputMode": "File",
                 },
-                RoleArn=definition["RoleArn"],
-                OutputDataConfig=definition["OutputDataConfig"],
-                ResourceConfig=definition["ResourceConfig"],
-                StoppingCondition=definition["StoppingCondition"],
-                HyperParameters={**definition["StaticHyperParameters"], **tuned},
+                role_arn=definition["RoleArn"],
+                input_data_config=[],
+                output_data_config=definition["OutputDataConfig"],
+                resource_config=definition["ResourceConfig"],
+                vpc_config=None,
+                stopping_condition=definition["StoppingCondition"],
+                tags=None,
+                enable_network_isolation=False,
+                enable_inter_container_traffic_encryption=False,
+                enable_managed_spot_training=False,
+                checkpoint_config=None,
+                debug_hook_config=None,
+                debug_rule_configurations=None,
+                tensor_board_output_config=None,
+                experiment_config=None,
             )
             seconds = 60 * (number + 1)  # moto serves these attributes as they are set
-            finished = self.sagemaker_backend.training_jobs[trial]
             finished.training_time_in_seconds = finished.billable_time_in_seconds = seconds
             bucket, key = aws_env.split_s3_uri(f"{output}/{trial}/output")
-            s3.put_object(
-                Bucket=bucket, Key=f"{key}/model.tar.gz", Body=archive("model.pt", lr.encode())
-            )
-            s3.put_object(
-                Bucket=bucket, Key=f"{key}/output.tar.gz", Body=archive("metrics.csv", b"epoch")
-            )
+            s3.put_object(bucket, f"{key}/model.tar.gz", archive("model.pt", lr.encode()))
+            s3.put_object(bucket, f"{key}/output.tar.gz", archive("metrics.csv", b"epoch"))
             metric = {"MetricName": job_config.OBJECTIVE, "Value": accuracy}
             trials.append(
                 {
