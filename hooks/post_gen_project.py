@@ -14,13 +14,15 @@ CONTEXT = json.loads(r"""{{ cookiecutter | tojson }}""")
 # Their contents are git-ignored; .gitkeep keeps the folders in a fresh clone.
 KEPT_FOLDERS = ["dataset", "rawdata", "result/model", "result/output"]
 
-# Files that only make sense with an option turned on: option -> (value, files).
+# Files that only make sense for some choices: option -> (the values that keep them, files).
 OPTIONAL_FILES = {
-    "experiment_tracking": ("mlflow", ["src/tracking.py", "tests/test_tracking.py"]),
+    "experiment_tracking": ({"mlflow"}, ["src/tracking.py", "tests/test_tracking.py"]),
     "container": (
-        "custom",
+        {"custom"},
         ["docker/Dockerfile", "scripts/build_and_push.sh", "tests/test_container.py"],
     ),
+    # Unpacks a competition's archive: for the tasks whose data comes that way.
+    "task": ({"images", "tabular", "regression"}, ["launcher/rawdata.py"]),
 }
 
 
@@ -51,8 +53,8 @@ def make_scripts_executable(root):
 
 
 def remove_unused_files(root):
-    for option, (enabled_value, files) in OPTIONAL_FILES.items():
-        if CONTEXT[option] != enabled_value:
+    for option, (kept_for, files) in OPTIONAL_FILES.items():
+        if CONTEXT[option] not in kept_for:
             for name in files:
                 path = root / name
                 path.unlink(missing_ok=True)

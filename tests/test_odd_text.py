@@ -28,12 +28,12 @@ TEMPLATE_SYNTAX = re.compile(r"\{[{%#]|[}%#]\}")  # what the pre-gen hook refuse
 
 
 def rendered_defaults(project):
-    """scripts/defaults.py as the rendered project's own Python sees it."""
+    """launcher/project.py as the rendered project's own Python sees it."""
     result = run_checked(
         sys.executable,
         "-c",
-        "import json, defaults; print(json.dumps(defaults.PROJECT_NAME))",
-        cwd=project / "scripts",
+        "import json; from launcher import project; print(json.dumps(project.PROJECT_NAME))",
+        cwd=project,
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)

@@ -2,6 +2,7 @@
 
     python scripts/doctor.py                         # the project's defaults
     python scripts/doctor.py --instance-type ml.g5.xlarge --use-spot
+    python scripts/doctor.py --keep-alive 600         # warm pools too: their quota must be above 0
 
 Credentials (and that they are of the rendered account), the region, the execution role (it
 exists, trusts SageMaker, you may pass it), the bucket and the dataset (what src/data.py
@@ -10,45 +11,25 @@ failure), and Docker for a custom container. "!" marks a warning or what could n
 The exit code is 1 when any check fails.
 """
 
-import argparse
-import os
 import sys
+from pathlib import Path
 
-import aws_env
-import defaults
-import job_checks
-import job_options
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(PROJECT), str(PROJECT / "src")]  # launcher/; src/ as train.py imports it
+from launcher import aws_env, job_checks, job_options
 
 
 def build_parser():
     parser = job_options.parser_from_doc(__doc__)
+    job_options.add_options(
+        parser, "--instance-type", "--role", "--dataset-uri", "--use-spot", "--keep-alive"
+    )
     aws_env.add_region_option(parser)
-    parser.add_argument(
-        "--instance-type", default=defaults.INSTANCE_TYPE, help="default: %(default)s"
-    )
-    parser.add_argument(
-        "--role",
-        default=os.environ.get("SAGEMAKER_ROLE_ARN") or defaults.SAGEMAKER_ROLE,
-        help="execution role name or ARN (default: $SAGEMAKER_ROLE_ARN, else "
-        f"{defaults.SAGEMAKER_ROLE})",
-    )
-    parser.add_argument("--dataset-uri", help="default: s3://sagemaker-<region>-<account>/dataset")
-    parser.add_argument(
-        "--use-spot",
-        action=argparse.BooleanOptionalAction,
-        default=defaults.USE_SPOT_INSTANCES,
-        help="check the spot quota instead of the on-demand one (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--keep-alive",
-        action="store_true",
-        help="warm pools too: a 0 warm pool quota fails instead of warning",
-    )
     return parser
 
 
 def main(argv=None):
-    from job_request import role_arn
+    from launcher.job_request import role_arn
 
     args = build_parser().parse_args(argv)
     dataset_uri = args.dataset_uri or aws_env.dataset_uri(aws_env.default_bucket(args.region))

@@ -16,8 +16,19 @@ import csv
 import sys
 from pathlib import Path
 
-import aws_env
-import job_config
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(PROJECT), str(PROJECT / "src")]  # launcher/; src/ as train.py imports it
+import torch
+
+import checkpoint
+import data
+import hardware
+import metrics
+import options
+import plots
+import saved_model
+import splits
+from launcher import project
 
 SHOWN = 32  # images per picture
 
@@ -26,7 +37,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description="Predict the test set with a trained model; write submission.csv.",
     )
-    train_parser = job_config.train_option_parser()  # where train.py saves and reads
+    train_parser = options.build_parser()  # where train.py saves and reads
     parser.add_argument(
         "--model",
         type=Path,
@@ -43,15 +54,14 @@ def parse_args(argv=None):
     parser.add_argument(
         "--out-dir",
         type=Path,
-        default=aws_env.PROJECT_ROOT / "result" / "predictions",
+        default=project.RESULT_DIR / "predictions",
         help="where submission.csv and the pictures go (default: result/predictions/)",
     )
     return parser.parse_args(argv)
 
 
-def predict_split(model, split, torch):
+def predict_split(model, split):
     """The model's outputs on every example of a split, in order, on the CPU."""
-    splits, hardware = job_config.source_module("splits"), job_config.source_module("hardware")
     batches = splits.batches(split, 256, "cpu", workers=hardware.dataloader_workers(None))
     with torch.no_grad():
         return torch.cat([model(inputs) for inputs, _ in batches])
@@ -79,19 +89,19 @@ def write_submission(ids, column, values, path):
             writer.writerows(rows)
 
     rows = zip(ids, values, strict=True)
-    job_config.source_module("checkpoint").write_atomically(path, write, rows)
+    checkpoint.write_atomically(path, write, rows)
 
 
-def pictures(dataset, test_outputs, model, out_dir, torch):
+def pictures(dataset, test_outputs, model, out_dir):
     """predictions.png and misclassified.png, for image inputs (n, channels, height, width)."""
     first_input = dataset.test[0][0]
     if first_input.dim() != 3 or "classes" not in dataset.info:
         return []
-    plots, classes = job_config.source_module("plots"), dataset.info["classes"]
+    classes = dataset.info["classes"]
     shown = torch.stack([dataset.test[i][0] for i in range(min(SHOWN, len(dataset.test)))])
     captions = [classes[i] for i in test_outputs[:SHOWN].argmax(dim=1).tolist()]
     files = [plots.plot_examples(shown, captions, out_dir / "predictions.png", "Predictions")]
-    predicted = predict_split(model, dataset.val, torch).argmax(dim=1)
+    predicted = predict_split(model, dataset.val).argmax(dim=1)
     wrong = (predicted != dataset.val.targets).nonzero().flatten()[:SHOWN]
     if len(wrong):
         captions = [
@@ -105,33 +115,29 @@ def pictures(dataset, test_outputs, model, out_dir, torch):
 
 def main(argv=None):
     args = parse_args(argv)
-    saved_model, data = job_config.source_module("saved_model"), job_config.source_module("data")
-    import torch
-
     try:
         model, about = saved_model.load(args.model)
-        options = about["options"]
+        trained_with = about["options"]
         dataset = data.load(
             args.data_dir,
-            options["val_fraction"],
-            options["seed"],
+            trained_with["val_fraction"],
+            trained_with["seed"],
             about["data"],
-            argparse.Namespace(**options),
+            argparse.Namespace(**trained_with),
         )
     except (FileNotFoundError, data.DatasetError) as error:
         sys.exit(f"predict.py: error: {error}")
     if dataset.test is None:
         sys.exit(f"predict.py: error: the dataset in {args.data_dir} has no test set to predict")
-    outputs = predict_split(model, dataset.test, torch)
+    outputs = predict_split(model, dataset.test)
     column, values = submission(outputs, about["data"])
     args.out_dir.mkdir(parents=True, exist_ok=True)
     path = args.out_dir / "submission.csv"
     write_submission(dataset.test.ids, column, values, path)
     print(f"wrote {path}: {len(values)} predictions ({column})")
     if dataset.test.targets is not None:  # a labelled test set: its metric line, as training's
-        metrics = job_config.source_module("metrics")
         print(metrics.line(metrics.evaluate(outputs, dataset.test.targets, "test")))
-    for picture in pictures(dataset, outputs, model, args.out_dir, torch):
+    for picture in pictures(dataset, outputs, model, args.out_dir):
         print(f"wrote {picture}")
     return 0
 

@@ -9,20 +9,17 @@ run_job.py and tune.py estimate and bill with these prices. The cache is result/
 """
 
 import sys
+from pathlib import Path
 
-import aws_env
-import defaults
-import job_cost
-import job_options
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(PROJECT), str(PROJECT / "src")]  # launcher/; src/ as train.py imports it
+from launcher import aws_env, job_cost, job_options
 
 
 def build_parser():
     parser = job_options.parser_from_doc(__doc__)
+    job_options.add_options(parser, "--instance-type")
     aws_env.add_region_option(parser)
-    parser.add_argument(
-        "--instance-type",
-        help="show this type only (default: the project's, then every cached one)",
-    )
     parser.add_argument(
         "--refresh", action="store_true", help="read the region's prices from the Price List API"
     )
@@ -48,8 +45,7 @@ def main(argv=None):
         return 0
     print(f"{args.region}: on-demand USD per hour, read {cached['read']} ({cached['source']})")
     prices = cached["usd_per_hour"]
-    wanted = [args.instance_type] if args.instance_type else [defaults.INSTANCE_TYPE]
-    for instance_type in dict.fromkeys([*wanted, *([] if args.instance_type else prices)]):
+    for instance_type in dict.fromkeys([args.instance_type, *prices]):
         price, reason = job_cost.hourly_price(args.region, instance_type)
         shown = job_cost.dollars(price) if price is not None else f"unknown ({reason})"
         print(f"  {instance_type:<24} {shown}")

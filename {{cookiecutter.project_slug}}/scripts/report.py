@@ -14,12 +14,10 @@ import os
 import sys
 from pathlib import Path
 
-import aws_env
-import job_config
-import job_cost
-import job_options
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(PROJECT), str(PROJECT / "src")]  # launcher/; src/ as train.py imports it
+from launcher import job_config, job_cost, job_options, project
 
-RESULT_DIR = aws_env.PROJECT_ROOT / "result"
 WHERE = ["jobs/*/exp.json", "tune/*/best/exp.json"]  # under --results, when it is result/
 
 
@@ -28,13 +26,13 @@ def build_parser():
     parser.add_argument(
         "--results",
         type=Path,
-        default=RESULT_DIR,
+        default=project.RESULT_DIR,
         help="result/ (its jobs/ and tune/), or a folder of job folders (default: result/)",
     )
     parser.add_argument(
         "--out",
         type=Path,
-        default=RESULT_DIR / "report.md",
+        default=project.RESULT_DIR / "report.md",
         help="the report; the picture goes beside it as .png (default: result/report.md)",
     )
     return parser
@@ -99,11 +97,13 @@ def table(jobs, out_dir):
 
 def picture(jobs, path):
     """The objective of each job that has one, best at the top."""
+    import plots  # src/plots.py, matplotlib with it: only when drawing
+
     scored = [(exp.get("job_name", folder.name), objective_of(exp)) for folder, exp in jobs]
     scored = [(name, value) for name, value in scored if value is not None]
     if not scored:
         return None
-    figure = job_config.source_module("plots").new_figure(figsize=(7, 1 + 0.35 * len(scored)))
+    figure = plots.new_figure(figsize=(7, 1 + 0.35 * len(scored)))
     axes = figure.subplots()
     names, values = zip(*reversed(scored), strict=True)
     axes.barh(range(len(values)), values, color="tab:blue")

@@ -55,12 +55,6 @@ GOALS = {"train_loss": "minimize"} | {
 }
 
 
-def guessing(info):
-    """The OBJECTIVE of a model that learnt nothing (a perfect one scores 1), for data.py's
-    `info`: the tests measure learning from there, whatever the problem."""
-    return 1 / len(info["classes"]) if PROBLEM == "classification" else 0.0
-
-
 def evaluate(outputs, targets, split):
     """{"<split>_<name>": value} for every metric in EVALUATED."""
     return {f"{split}_{metric.name}": metric.compute(outputs, targets) for metric in EVALUATED}

@@ -9,7 +9,7 @@ A split is a map-style torch Dataset that also has
     ids       n names: what submission.csv calls each example
     take(i)   the examples at i (a slice or a tensor of positions), as a split of its own kind
 and whose items are (input, target) pairs (target -1 when unlabelled). Two kinds:
-    Split     tensors in memory (small data: MNIST, a table); batches are slices of them, on
+    Split     tensors in memory (small data: small images, a table); batches are slices of them, on
               the GPU when it has room: no DataLoader needed.
     any other (e.g. data.py's image files) is read by a torch DataLoader with worker processes,
               example by example, so memory does not grow with the dataset.

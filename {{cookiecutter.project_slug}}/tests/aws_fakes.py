@@ -5,7 +5,7 @@ moto accepts CreateTrainingJob but completes the job at once without running any
 --local contract, on the channels downloaded from moto's S3), then model.tar.gz and
 output.tar.gz go to S3 and the log lines to CloudWatch Logs, where SageMaker puts them.
 
-tests/conftest.py loads this module as a plugin (after putting scripts/ on sys.path). No network:
+tests/conftest.py loads this module as a plugin (after putting the project on sys.path). No network:
 every client talks to the local server, credentials are dummies and the SDK's telemetry is off.
 """
 
@@ -24,16 +24,14 @@ import threading
 import time
 from pathlib import Path
 
-import aws_env
 import boto3
-import defaults
-import job_results
-import local_job
 import pytest
+
+from launcher import aws_env, job_results, local_job, project
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-REGION = defaults.AWS_REGION
+REGION = project.AWS_REGION
 
 
 def run_script(command, env, cwd, timeout=300):
@@ -140,7 +138,7 @@ def aws(moto_endpoint, aws_credentials, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
     fake = Aws(moto_endpoint)
     fake.client("iam").create_role(
-        RoleName=defaults.SAGEMAKER_ROLE.rsplit("/", 1)[-1],
+        RoleName=project.SAGEMAKER_ROLE.rsplit("/", 1)[-1],
         AssumeRolePolicyDocument=json.dumps(SAGEMAKER_TRUST),
     )
 
@@ -269,7 +267,7 @@ def aws_stand_ins(aws_credentials, monkeypatch):
 @pytest.fixture(autouse=True)
 def prices_cache(tmp_path, monkeypatch):
     """A price cache of the test's own (empty), never the project's result/prices.json."""
-    import job_cost
+    from launcher import job_cost
 
     path = tmp_path / "prices-cache" / "prices.json"
     monkeypatch.setenv("PRICES_CACHE", str(path))

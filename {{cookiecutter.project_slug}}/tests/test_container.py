@@ -17,11 +17,11 @@ import dockerfile
 import pytest
 from sagemaker.core import image_uris
 
+from launcher import project
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = PROJECT_ROOT / "docker/Dockerfile"
 BUILD_AND_PUSH = PROJECT_ROOT / "scripts/build_and_push.sh"
-sys.path.insert(0, str(PROJECT_ROOT / "scripts"))
-import defaults  # noqa: E402
 
 PASSWORD = "stand-in-ecr-password"
 
@@ -43,7 +43,7 @@ if args[:2] == ["ecr", "get-login-password"]:
 """
 
 
-def sdk_base_image(region, instance_type, version=defaults.PYTORCH_VERSION):
+def sdk_base_image(region, instance_type, version=project.PYTORCH_VERSION):
     return image_uris.retrieve(
         "pytorch",
         region=region,
@@ -118,17 +118,17 @@ def build_and_push(tmp_path):
 
 
 # Where the rendered defaults' base image lives: an AWS-owned account's registry.
-BASE_REGISTRY = sdk_base_image(defaults.AWS_REGION, defaults.INSTANCE_TYPE).split("/")[0]
+BASE_REGISTRY = sdk_base_image(project.AWS_REGION, project.INSTANCE_TYPE).split("/")[0]
 
 
-def own_registry(region=defaults.AWS_REGION, account=defaults.AWS_ACCOUNT_ID):
+def own_registry(region=project.AWS_REGION, account=project.AWS_ACCOUNT_ID):
     return f"{account}.dkr.ecr.{region}.amazonaws.com"
 
 
 def expected_calls(tag="latest", repo_missing=True):
-    """What a successful run does, in order, for the rendered defaults."""
-    repository, region = defaults.PROJECT_SLUG, defaults.AWS_REGION
-    account = defaults.AWS_ACCOUNT_ID
+    """What a successful run does, in order, for the rendered project."""
+    repository, region = project.PROJECT_SLUG, project.AWS_REGION
+    account = project.AWS_ACCOUNT_ID
     image_uri = f"{own_registry()}/{repository}:{tag}"
     registry = ["--registry-id", account]
     describe = ["describe-repositories", *registry, "--repository-names", repository]
@@ -207,8 +207,8 @@ def test_existing_repository_is_not_created_again(build_and_push):
     ids=["rendered", "other-account-cpu", "china-gpu"],
 )
 def test_build_uses_the_sdk_base_image_and_src_as_context(build_and_push, overrides):
-    region = overrides.get("AWS_REGION", defaults.AWS_REGION)
-    instance_type = overrides.get("INSTANCE_TYPE", defaults.INSTANCE_TYPE)
+    region = overrides.get("AWS_REGION", project.AWS_REGION)
+    instance_type = overrides.get("INSTANCE_TYPE", project.INSTANCE_TYPE)
     result, calls = build_and_push(env=overrides)
 
     assert result.returncode == 0, result.stderr

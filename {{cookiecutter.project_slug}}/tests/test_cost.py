@@ -5,11 +5,11 @@ import json
 import os
 
 import botocore.session
-import defaults
-import job_cost
 import pytest
 from aws_fakes import FIXTURES, PROJECT_ROOT, REGION, run_script
 from botocore.stub import Stubber
+
+from launcher import job_cost, project
 
 RUN_JOB, TUNE = PROJECT_ROOT / "scripts" / "run_job.py", PROJECT_ROOT / "scripts" / "tune.py"
 PRICES = PROJECT_ROOT / "scripts" / "prices.py"
@@ -81,7 +81,7 @@ def test_dry_run_without_prices_says_the_cost_is_unknown_and_why_without_an_aws_
 
 
 def test_dry_run_with_prices_gives_the_upper_bound_in_dollars(aws_call_recorder, tmp_path):
-    job_cost.write_cache(REGION, {defaults.INSTANCE_TYPE: 0.736})
+    job_cost.write_cache(REGION, {project.INSTANCE_TYPE: 0.736})
 
     done = script(
         RUN_JOB,
@@ -99,7 +99,7 @@ def test_dry_run_with_prices_gives_the_upper_bound_in_dollars(aws_call_recorder,
 
     assert done.returncode == 0, done.stderr
     bound = (1800 + 600) / 3600 * 2 * 0.736  # $0.98
-    assert f"cost: at most {job_cost.dollars(bound)} (2 x {defaults.INSTANCE_TYPE} at $0.74/h" in (
+    assert f"cost: at most {job_cost.dollars(bound)} (2 x {project.INSTANCE_TYPE} at $0.74/h" in (
         done.stderr
     )
     assert "--keep-alive 600 s of warm pool" in done.stderr
@@ -108,7 +108,7 @@ def test_dry_run_with_prices_gives_the_upper_bound_in_dollars(aws_call_recorder,
 
 
 def test_spot_says_it_bills_less_than_the_bound(aws_call_recorder, tmp_path):
-    job_cost.write_cache(REGION, {defaults.INSTANCE_TYPE: 0.736})
+    job_cost.write_cache(REGION, {project.INSTANCE_TYPE: 0.736})
 
     done = script(RUN_JOB, "--dry-run", "--use-spot", env=dict(os.environ), cwd=tmp_path)
 
@@ -120,7 +120,7 @@ def test_max_cost_refuses_a_launch_in_one_line_without_any_aws_call(
     aws_call_recorder, tmp_path, cached
 ):
     if cached:
-        job_cost.write_cache(REGION, {defaults.INSTANCE_TYPE: 0.736})
+        job_cost.write_cache(REGION, {project.INSTANCE_TYPE: 0.736})
     out = tmp_path / "results"
 
     done = script(
@@ -134,7 +134,7 @@ def test_max_cost_refuses_a_launch_in_one_line_without_any_aws_call(
 
 
 def test_a_launch_within_max_cost_goes_ahead(aws_call_recorder, tmp_path):
-    job_cost.write_cache(REGION, {defaults.INSTANCE_TYPE: 0.736})
+    job_cost.write_cache(REGION, {project.INSTANCE_TYPE: 0.736})
 
     done = script(RUN_JOB, "--dry-run", "--max-cost", "1", env=dict(os.environ), cwd=tmp_path)
 
@@ -147,7 +147,7 @@ def test_the_last_completed_job_of_the_same_config_shows_what_it_cost(aws_call_r
     for stamp, cost, status in jobs:
         (out / stamp).mkdir(parents=True)
         exp = {"job_name": f"job-{stamp}", "status": status, "config": "exp001", "ended": stamp}
-        exp |= {"instance_type": defaults.INSTANCE_TYPE, "cost_usd": cost}
+        exp |= {"instance_type": project.INSTANCE_TYPE, "cost_usd": cost}
         (out / stamp / "exp.json").write_text(json.dumps(exp))
 
     done = script(RUN_JOB, "--dry-run", "--out-dir", out, env=dict(os.environ), cwd=tmp_path)
@@ -156,7 +156,7 @@ def test_the_last_completed_job_of_the_same_config_shows_what_it_cost(aws_call_r
 
 
 def test_tuning_bounds_every_trial_it_may_start(aws_call_recorder, tmp_path):
-    job_cost.write_cache(REGION, {defaults.INSTANCE_TYPE: 0.736})
+    job_cost.write_cache(REGION, {project.INSTANCE_TYPE: 0.736})
 
     done = script(TUNE, "--dry-run", "--max-run", "900", env=dict(os.environ), cwd=tmp_path)
 

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 
-import job_config
 import pytest
 import torch
 from aws_fakes import PROJECT_ROOT, run_script
@@ -18,6 +17,7 @@ from aws_fakes import PROJECT_ROOT, run_script
 import metrics
 import options
 import train
+from launcher import job_config
 from options import build_parser
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
@@ -25,7 +25,7 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 # one process; per-process batch-norm statistics and shards differ, so the objective (accuracy,
 # R²) is close, not equal. After one epoch the gap is mostly how far each got (images task: 0.965
 # one process, 0.995 two); after two, both have settled (2000 synthetic examples, one thread:
-# mnist 1.000 and 0.995, images 0.995 and 0.990, tabular 0.930 and 0.940).
+# digits 1.000 and 0.995, images 0.995 and 0.990, tabular 0.930 and 0.940).
 OBJECTIVE_BOUND = 0.03
 
 

@@ -7,15 +7,14 @@ import json
 import os
 import stat
 
-import aws_env
 import botocore.session
-import defaults
 import doctor
-import job_checks
 import prepare_dataset
 import pytest
 from aws_fakes import FIXTURES, PROJECT_ROOT, REGION, run_script, upload_folder
 from botocore.stub import Stubber
+
+from launcher import aws_env, job_checks, project
 
 BUCKET = aws_env.default_bucket(REGION)
 DATASET_URI = aws_env.dataset_uri(BUCKET)
@@ -37,9 +36,9 @@ def account(aws, aws_stand_ins, small_dataset, tmp_path, monkeypatch):
     a Docker that answers."""
     aws.client("s3").create_bucket(Bucket=BUCKET)
     upload_folder(aws.client("s3"), small_dataset, DATASET_URI)
-    if defaults.CONTAINER == "custom":
+    if project.CONTAINER == "custom":
         ecr = aws.client("ecr")
-        ecr.create_repository(repositoryName=defaults.PROJECT_SLUG)
+        ecr.create_repository(repositoryName=project.PROJECT_SLUG)
         manifest = json.dumps(
             {
                 "schemaVersion": 2,
@@ -53,7 +52,7 @@ def account(aws, aws_stand_ins, small_dataset, tmp_path, monkeypatch):
             }
         )
         ecr.put_image(
-            repositoryName=defaults.PROJECT_SLUG, imageManifest=manifest, imageTag="latest"
+            repositoryName=project.PROJECT_SLUG, imageManifest=manifest, imageTag="latest"
         )
         (tmp_path / "bin").mkdir()
         docker = fake_docker(tmp_path / "bin", 0)
@@ -125,7 +124,7 @@ def test_a_missing_role_fails(account, capsys):
 
 
 def test_credentials_of_another_account_fail_before_anything_else(account, capsys, monkeypatch):
-    monkeypatch.setattr(defaults, "AWS_ACCOUNT_ID", "999999999999")
+    monkeypatch.setattr(project, "AWS_ACCOUNT_ID", "999999999999")
 
     code, lines = diagnose(capsys)
 
@@ -182,7 +181,7 @@ def test_a_dataset_that_is_not_there_or_not_what_data_py_reads_fails(
 
 
 def test_an_instance_type_without_a_training_image_fails(account, capsys, monkeypatch):
-    monkeypatch.setattr(defaults, "CONTAINER", "prebuilt")
+    monkeypatch.setattr(project, "CONTAINER", "prebuilt")
 
     code, lines = diagnose(capsys, "--instance-type", "ml.trn1.2xlarge")
 
@@ -191,8 +190,8 @@ def test_an_instance_type_without_a_training_image_fails(account, capsys, monkey
 
 
 def test_a_custom_image_not_pushed_yet_fails(account, capsys, monkeypatch):
-    monkeypatch.setattr(defaults, "CONTAINER", "custom")
-    monkeypatch.setattr(defaults, "PROJECT_SLUG", "not-pushed")
+    monkeypatch.setattr(project, "CONTAINER", "custom")
+    monkeypatch.setattr(project, "PROJECT_SLUG", "not-pushed")
 
     code, lines = diagnose(capsys)
 
@@ -206,7 +205,7 @@ def test_a_custom_image_not_pushed_yet_fails(account, capsys, monkeypatch):
     [
         ([], "training job usage"),
         (["--use-spot"], "spot training job usage"),
-        (["--keep-alive"], "training warm pool usage"),
+        (["--keep-alive", "600"], "training warm pool usage"),
     ],
     ids=["on-demand", "spot", "warm pool"],
 )
@@ -272,7 +271,7 @@ def test_docker_missing_fails_a_custom_container_only(account, capsys, monkeypat
     assert check.passed is False and check.fix == "install Docker, then start it"
     _, lines = diagnose(capsys)
     listed = any(line[2:].startswith("Docker") for line in lines)
-    assert listed == (defaults.CONTAINER == "custom")
+    assert listed == (project.CONTAINER == "custom")
 
 
 def test_run_job_refuses_a_launch_the_quota_would_fail_and_points_to_the_doctor(

@@ -14,11 +14,10 @@ import sys
 import tarfile
 from pathlib import Path
 
-import job_config
-import job_request
-import local_job
 import pytest
 from aws_fakes import REGION
+
+from launcher import job_config, job_request, local_job, project
 
 PROBE = """
 import json, os, sys
@@ -61,7 +60,7 @@ def probe_run(tmp_path, monkeypatch, aws_credentials):
     """The request run_job.py builds for a probe entry script, run through local_job."""
     source = tmp_path / "src"
     source.mkdir()
-    (source / job_config.ENTRY_SCRIPT).write_text(PROBE)
+    (source / project.ENTRY_SCRIPT).write_text(PROBE)
     (source / "requirements.txt").write_text("")
     training = tmp_path / "dataset"
     (training / "part").mkdir(parents=True)

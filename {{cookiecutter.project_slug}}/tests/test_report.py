@@ -4,11 +4,12 @@ best first, from a fixture of several jobs and from a real --local run."""
 import json
 import os
 
-import job_config
 import pytest
 import report
 from aws_fakes import PROJECT_ROOT, run_script
 from PIL import Image
+
+from launcher import job_config
 
 MAXIMIZE = job_config.OBJECTIVE_TYPE == "Maximize"
 

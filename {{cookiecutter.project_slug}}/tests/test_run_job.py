@@ -15,15 +15,13 @@ import tarfile
 import time
 from pathlib import Path
 
-import aws_env
-import defaults
-import job_config
-import job_cost
-import job_request
-import job_results
 import pytest
 import run_job as run_job_script
 from aws_fakes import LONG_NAME, PROJECT_ROOT, REGION, run_script, upload_folder
+
+import metrics
+import options
+from launcher import aws_env, job_config, job_cost, job_options, job_request, job_results, project
 
 RUN_JOB = PROJECT_ROOT / "scripts" / "run_job.py"
 BUCKET = aws_env.default_bucket(REGION)
@@ -84,10 +82,10 @@ def test_job_runs_and_its_model_outputs_and_logs_come_back(
     assert done.returncode == 0, done.stdout + done.stderr
     folder, exp = only_result(out)
     assert folder.name == job_results.job_timestamp(exp["job_name"])
-    assert re.fullmatch(re.escape(defaults.EXPERIMENT_NAME) + r"-tiny-\d{14}", exp["job_name"])
+    assert re.fullmatch(re.escape(project.EXPERIMENT_NAME) + r"-tiny-\d{14}", exp["job_name"])
     assert (folder / "model" / "model.pt").stat().st_size > 0
     header, *_, last = (folder / "output" / "metrics.csv").read_text().splitlines()
-    assert header == ",".join(job_config.METRICS.EPOCH_COLUMNS)
+    assert header == ",".join(metrics.EPOCH_COLUMNS)
     log = (folder / "logs.txt").read_text()
     assert re.search(r"^\S+Z?\S* \[algo-1-\d+\] epoch=1 train_loss=", log, re.MULTILINE), log
     assert exp["status"] == "Completed" and exp["mode"] == "sagemaker"
@@ -96,9 +94,9 @@ def test_job_runs_and_its_model_outputs_and_logs_come_back(
     assert exp["model_uri"].endswith(f"/{exp['job_name']}/output/model.tar.gz")
     assert exp["billable_seconds"] >= 1
     last_epoch = dict(zip(header.split(","), last.split(","), strict=True))
-    reached = float(last_epoch[job_config.METRICS.OBJECTIVE])
+    reached = float(last_epoch[metrics.OBJECTIVE])
     assert exp["final_metrics"][job_config.OBJECTIVE] == pytest.approx(reached, abs=1e-4)
-    assert (exp["experiment"], exp["config"]) == (defaults.EXPERIMENT_NAME, "tiny")
+    assert (exp["experiment"], exp["config"]) == (project.EXPERIMENT_NAME, "tiny")
     (request,) = fake_sagemaker.requests
     assert request["Environment"]["PYTHONUNBUFFERED"] == "1"
     assert "epoch=1" in done.stdout  # a single job's log lines are printed while waiting
@@ -107,7 +105,7 @@ def test_job_runs_and_its_model_outputs_and_logs_come_back(
 def test_a_spot_job_comes_back_with_its_bill_and_saving(
     fake_sagemaker, uploaded_dataset, tiny_config, tmp_path
 ):
-    job_cost.write_cache(REGION, {defaults.INSTANCE_TYPE: 0.736})
+    job_cost.write_cache(REGION, {project.INSTANCE_TYPE: 0.736})
     out = tmp_path / "results"
 
     done = run_job(
@@ -152,7 +150,7 @@ def test_a_stopped_on_demand_job_keeps_its_last_epoch_and_the_next_launch_resume
     assert launch.returncode != 0, stopped_output
     folder, exp = only_result(out)
     assert exp["status"] == "Stopped" and "launch the same config again" in exp["triage"]["fix"]
-    prefix = f"s3://{BUCKET}/{defaults.EXPERIMENT_NAME}-tiny/checkpoints/"
+    prefix = f"s3://{BUCKET}/{project.EXPERIMENT_NAME}-tiny/checkpoints/"
     assert exp["checkpoint_uri"] == prefix
     stopped_log = (folder / "logs.txt").read_text()
     stop = re.search(r"stopped by SIGTERM at (epoch ([23]), step \d+)", stopped_log)
@@ -231,7 +229,7 @@ def test_a_launch_over_quota_says_which_quota_to_raise(fake_sagemaker, aws, tiny
 
     assert done.returncode == 1
     _, exp = only_result(out)
-    quota = f"{defaults.INSTANCE_TYPE} for training job usage"
+    quota = f"{project.INSTANCE_TYPE} for training job usage"
     assert exp["status"] == "NotCreated" and "ResourceLimitExceeded" in exp["failure_reason"]
     assert exp["triage"]["cause"] == "a Service Quota of the account is too low for this job"
     assert f"ask for more of '{quota}' in Service Quotas" in exp["triage"]["fix"]
@@ -399,7 +397,7 @@ def test_dry_run_prints_the_request_without_any_aws_call(aws_call_recorder, tmp_
     assert request["HyperParameters"] == {
         key: str(value)
         for key, value in job_config.load_config(
-            PROJECT_ROOT / "config" / "exp001.yaml", job_config.train_option_parser()
+            PROJECT_ROOT / "config" / "exp001.yaml", options.build_parser()
         ).hyperparameters.items()
     }
     assert aws_call_recorder == []
@@ -471,18 +469,18 @@ def test_dry_run_request_snapshot_with_spot(aws_call_recorder, tmp_path, tiny_co
     assert done.returncode == 0, done.stderr
     request = normalized(json.loads(done.stdout))
 
-    base = f"{defaults.EXPERIMENT_NAME}-tiny"
+    base = f"{project.EXPERIMENT_NAME}-tiny"
     prefix = f"s3://{BUCKET}/{base}/{base}-<timestamp>"
     image = request["AlgorithmSpecification"].pop("TrainingImage")
-    if defaults.CONTAINER == "custom":
-        registry = f"{defaults.AWS_ACCOUNT_ID}.dkr.ecr.{REGION}.amazonaws.com"
-        assert image == f"{registry}/{defaults.PROJECT_SLUG}:latest"
+    if project.CONTAINER == "custom":
+        registry = f"{project.AWS_ACCOUNT_ID}.dkr.ecr.{REGION}.amazonaws.com"
+        assert image == f"{registry}/{project.PROJECT_SLUG}:latest"
     else:
         assert re.fullmatch(
             r"\d{12}\.dkr\.ecr\."
             + REGION
             + r"\.amazonaws\.com(\.cn)?/pytorch-training:"
-            + re.escape(defaults.PYTORCH_VERSION)
+            + re.escape(project.PYTORCH_VERSION)
             + r"-cpu-py3\d+",
             image,
         ), image
@@ -499,7 +497,7 @@ def test_dry_run_request_snapshot_with_spot(aws_call_recorder, tmp_path, tiny_co
     #% if cookiecutter.experiment_tracking == "mlflow"
     expected_environment.update(
         MLFLOW_TRACKING_URI=f"arn:aws:sagemaker:{REGION}:123456789012:mlflow-tracking-server/t",
-        MLFLOW_EXPERIMENT_NAME=defaults.EXPERIMENT_NAME,
+        MLFLOW_EXPERIMENT_NAME=project.EXPERIMENT_NAME,
         MLFLOW_RUN_NAME=f"{base}-<timestamp>",
     )
     #% endif
@@ -535,13 +533,13 @@ def test_dry_run_request_snapshot_with_spot(aws_call_recorder, tmp_path, tiny_co
             "VolumeSizeInGB": 30,
         },
         "RoleArn": (
-            defaults.SAGEMAKER_ROLE
-            if defaults.SAGEMAKER_ROLE.startswith("arn:")
-            else f"arn:aws:iam::{defaults.AWS_ACCOUNT_ID}:role/{defaults.SAGEMAKER_ROLE}"
+            project.SAGEMAKER_ROLE
+            if project.SAGEMAKER_ROLE.startswith("arn:")
+            else f"arn:aws:iam::{project.AWS_ACCOUNT_ID}:role/{project.SAGEMAKER_ROLE}"
         ),
         "Tags": [
-            {"Key": "project", "Value": defaults.PROJECT_SLUG},
-            {"Key": "experiment", "Value": defaults.EXPERIMENT_NAME},
+            {"Key": "project", "Value": project.PROJECT_SLUG},
+            {"Key": "experiment", "Value": project.EXPERIMENT_NAME},
             {"Key": "config", "Value": "tiny"},
         ],
         "StoppingCondition": {"MaxRuntimeInSeconds": 600, "MaxWaitTimeInSeconds": 1200},
@@ -568,14 +566,14 @@ def test_dry_run_without_spot_keeps_a_warm_pool_when_asked(aws_call_recorder, tm
     assert "EnableManagedSpotTraining" not in request
     assert "MaxWaitTimeInSeconds" not in request["StoppingCondition"]
     # On-demand jobs keep checkpoints too: a stopped one resumes when launched again.
-    base = f"{defaults.EXPERIMENT_NAME}-exp001"
+    base = f"{project.EXPERIMENT_NAME}-exp001"
     assert request["CheckpointConfig"]["S3Uri"] == f"s3://{BUCKET}/{base}/checkpoints/"
 
 
 def test_job_logs_reads_every_page_of_every_host_in_time_order(aws):
     logs = aws.client("logs")
     logs.create_log_group(logGroupName=job_results.LOG_GROUP)
-    job = "mnist-exp001-20250101000000"
+    job = f"{project.EXPERIMENT_NAME}-exp001-20250101000000"
     start = int(time.time() * 1000) - 60_000  # CloudWatch drops events older than 14 days
     expected = []
     for stream, offset in [(f"{job}/algo-1-1", 0), (f"{job}/algo-2-1", 1), (f"{job}0/algo-1-1", 2)]:
@@ -619,7 +617,7 @@ def test_readme_walkthrough_runs_end_to_end_and_local_gives_what_sagemaker_gives
     import shutil
 
     project = tmp_path / "project"
-    for folder in ["scripts", "src", "config"]:
+    for folder in ["launcher", "scripts", "src", "config"]:
         shutil.copytree(
             PROJECT_ROOT / folder, project / folder, ignore=shutil.ignore_patterns("__pycache__")
         )
@@ -668,7 +666,7 @@ def test_fetch_of_a_job_that_does_not_exist_says_so_once_and_makes_no_folder(aws
 
 
 def test_launches_in_the_same_second_each_get_a_folder_of_their_own(tmp_path):
-    names = [f"mnist-exp{n:03}-20260101000000" for n in range(8)]
+    names = [f"{project.EXPERIMENT_NAME}-exp{n:03}-20260101000000" for n in range(8)]
     with concurrent.futures.ThreadPoolExecutor(len(names)) as pool:
         folders = list(pool.map(lambda name: job_results.results_folder(tmp_path, name), names))
 
@@ -720,7 +718,7 @@ def test_ctrl_c_in_local_stops_the_job_as_sagemaker_does_with_sigterm_to_train_p
     assert "container_entry: SIGTERM passed on to [" in log  # to train.py, as in a job
     stop = re.search(r"stopped by SIGTERM at (epoch \d+, step \d+); checkpoint in ", log)
     assert stop, log
-    assert exp["checkpoint_uri"] == str(out / "checkpoints" / f"{defaults.EXPERIMENT_NAME}-tiny")
+    assert exp["checkpoint_uri"] == str(out / "checkpoints" / f"{project.EXPERIMENT_NAME}-tiny")
 
     again = run_script(command[1:], env=environment(), cwd=tmp_path)  # a relaunch resumes
 
@@ -748,15 +746,15 @@ def test_requests_carry_the_partition_of_the_region_in_role_and_image(
     aws_call_recorder, tiny_config, capsys, monkeypatch, region, partition, domain
 ):
     (request,) = dry_run_requests(capsys, "--config", tiny_config, "--region", region)
-    role = defaults.SAGEMAKER_ROLE  # a full ARN, when rendered with one, is kept as it is
-    named = f"arn:{partition}:iam::{defaults.AWS_ACCOUNT_ID}:role/{role}"
+    role = project.SAGEMAKER_ROLE  # a full ARN, when rendered with one, is kept as it is
+    named = f"arn:{partition}:iam::{project.AWS_ACCOUNT_ID}:role/{role}"
     assert request["RoleArn"] == (role if role.startswith("arn:") else named)
     image_host = request["AlgorithmSpecification"]["TrainingImage"].split("/")[0]
     assert image_host.endswith(f".dkr.ecr.{region}.{domain}")
     # The custom image is pushed by scripts/build_and_push.sh to the same partition's domain.
-    monkeypatch.setattr(defaults, "CONTAINER", "custom")
+    monkeypatch.setattr(project, "CONTAINER", "custom")
     custom = job_request.default_image_uri(region, "ml.m5.xlarge")
-    assert custom.startswith(f"{defaults.AWS_ACCOUNT_ID}.dkr.ecr.{region}.{domain}/")
+    assert custom.startswith(f"{project.AWS_ACCOUNT_ID}.dkr.ecr.{region}.{domain}/")
     assert aws_call_recorder == []
 
 
@@ -777,7 +775,7 @@ def test_keep_alive_allows_what_the_api_allows():
 
     model = botocore.session.get_session().get_service_model("sagemaker")
     limit = model.shape_for("KeepAlivePeriodInSeconds").metadata["max"]
-    assert run_job_script.KEEP_ALIVE_MAX == limit
+    assert job_options.KEEP_ALIVE_MAX == limit
 
 
 def test_several_configs_keep_their_checkpoints_apart(aws_call_recorder, tmp_path, capsys):
@@ -788,7 +786,7 @@ def test_several_configs_keep_their_checkpoints_apart(aws_call_recorder, tmp_pat
     )
 
     prefixes = [request["CheckpointConfig"]["S3Uri"] for request in requests]
-    base = f"s3://bucket/checkpoints/{defaults.EXPERIMENT_NAME}"
+    base = f"s3://bucket/checkpoints/{project.EXPERIMENT_NAME}"
     assert prefixes == [f"{base}-exp001/", f"{base}-exp002/"]  # exp1 never syncs exp10's files
 
 
@@ -804,7 +802,7 @@ def test_every_launch_of_a_config_keeps_its_checkpoints_under_the_same_folder(
         dry_run_requests(capsys, "--config", tiny_config, *options)[0] for _ in range(2)
     ]
 
-    prefix = f"s3://{BUCKET}/{defaults.EXPERIMENT_NAME}-tiny/checkpoints/"
+    prefix = f"s3://{BUCKET}/{project.EXPERIMENT_NAME}-tiny/checkpoints/"
     assert first["CheckpointConfig"]["S3Uri"] == second["CheckpointConfig"]["S3Uri"] == prefix
     assert first["TrainingJobName"] not in prefix  # no job's own: the next launch finds it
     assert aws_call_recorder == []
@@ -845,7 +843,7 @@ def test_configs_whose_cut_names_would_collide_are_refused_before_any_aws_call(
 def test_an_instance_family_without_this_pytorch_image_is_refused_unless_an_image_is_given(
     aws_call_recorder, tiny_config, capsys, monkeypatch
 ):
-    monkeypatch.setattr(defaults, "CONTAINER", "prebuilt")
+    monkeypatch.setattr(project, "CONTAINER", "prebuilt")
     argv = ["--dry-run", "--config", str(tiny_config), "--instance-type", "ml.trn1.2xlarge"]
 
     code = run_job_script.main(argv)

@@ -19,15 +19,13 @@ import threading
 import time
 from pathlib import Path
 
-import job_config
-import job_request
-import local_job
 import pytest
 import torch
 from aws_fakes import PROJECT_ROOT
 
 import container_entry
 import options
+from launcher import job_config, job_request, local_job, project
 
 # Mount the job's /opt/ml (SageMaker's fixed path) in the namespace only: a tmpfs on /opt with
 # /opt's own entries bound back into it, then the job's tree on /opt/ml. Then become PID 1.
@@ -67,7 +65,7 @@ pytestmark = [
 
 def build_request(hyperparameters, staging, **spec_changes):
     """(request, channel name -> local folder), as a launch builds them (no AWS call)."""
-    parser = job_config.train_option_parser()
+    parser = options.build_parser()
     config = tmp_config(staging, hyperparameters, parser)
     spec = job_request.JobSpec(
         region="us-east-1",
@@ -167,7 +165,7 @@ class Container:
         """stop() while train.py (each process running it) is paused by SIGSTOP, resumed once
         PID 1 says it passed the signal on: train.py stops near where it was paused, however
         long this machine takes to pass the signal on."""
-        trainers = container_entry.training_processes(self.process.pid, job_config.ENTRY_SCRIPT)
+        trainers = container_entry.training_processes(self.process.pid, project.ENTRY_SCRIPT)
         assert trainers, self.output()
 
         def resume():

@@ -118,21 +118,19 @@ def test_bad_values_and_unknown_options_are_refused_naming_the_option(argv, caps
     assert argv[0] in capsys.readouterr().err
 
 
-WITHOUT_TORCH = """
-import runpy, sys
-sys.modules["torch"] = None  # importing torch now fails: train.py must answer before it loads
-sys.argv[1:] = {argv!r}
-runpy.run_path({script!r}, run_name="__main__")
-"""
+# A torch that cannot be imported, found before the real one: train.py must answer without it.
+NO_TORCH = 'raise ImportError("train.py imported torch before answering")\n'
 
 
 @pytest.mark.parametrize(
     ("argv", "status", "expected"), [(["--help"], 0, "--epochs"), (["--epoch", "3"], 2, "--epoch")]
 )
-def test_help_and_bad_options_are_answered_before_torch_loads(argv, status, expected):
+def test_help_and_bad_options_are_answered_before_torch_loads(argv, status, expected, tmp_path):
+    (tmp_path / "torch.py").write_text(NO_TORCH)
     probe = subprocess.run(
-        [sys.executable, "-c", WITHOUT_TORCH.format(argv=argv, script=str(TRAIN_SCRIPT))],
+        [sys.executable, TRAIN_SCRIPT, *argv],
         cwd=TRAIN_SCRIPT.parent,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
         capture_output=True,
         text=True,
         timeout=60,
@@ -389,16 +387,17 @@ def test_sigterm_checkpoints_and_exits_143_and_a_rerun_finishes_like_an_uninterr
 # train.py that gets one more SIGTERM after its stop has been saved, as torchrun sends every
 # process once another one has exited.
 SIGTERM_AGAIN_WHILE_STOPPING = """
-import os, runpy, signal, sys
+import os, signal, sys
 sys.path.insert(0, os.path.dirname(sys.argv[1]))
+sys.argv = sys.argv[1:]
 import distributed
 real_finish = distributed.finish
 def finish(processes):
     os.kill(os.getpid(), signal.SIGTERM)
     real_finish(processes)
 distributed.finish = finish
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
+import train
+distributed.exit_after(train.main)  # as train.py's __main__
 """
 
 
@@ -415,8 +414,9 @@ def test_a_second_sigterm_while_stopping_still_lets_the_run_say_where_it_stopped
 # train.py, whose checkpoint.save kills the process (SIGKILL: no handler runs) right after
 # saving epoch 2, step 5: a host lost without warning, at a known point.
 KILLED_AFTER_A_SAVE = """
-import os, runpy, signal, sys
+import os, signal, sys
 sys.path.insert(0, os.path.dirname(sys.argv[1]))
+sys.argv = sys.argv[1:]
 import checkpoint
 real_save = checkpoint.save
 def save(folder, state):
@@ -424,8 +424,8 @@ def save(folder, state):
     if (state["run"]["epoch"], state["run"]["step"]) == (1, 5):
         os.kill(os.getpid(), signal.SIGKILL)
 checkpoint.save = save
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
+import distributed, train
+distributed.exit_after(train.main)  # as train.py's __main__
 """
 
 

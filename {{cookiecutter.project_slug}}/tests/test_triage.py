@@ -4,9 +4,10 @@ launch, a failing job's log tail)."""
 
 import re
 
-import job_results
 import pytest
 from aws_fakes import PROJECT_ROOT
+
+from launcher import job_results
 
 
 def failed(reason="AlgorithmError: ExecuteUserScriptError", log=()):

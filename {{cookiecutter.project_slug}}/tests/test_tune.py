@@ -13,12 +13,11 @@ import re
 import shutil
 import tarfile
 
-import aws_env
-import defaults
-import job_config
-import job_cost
 import pytest
 from aws_fakes import PROJECT_ROOT, REGION, run_script
+
+import options
+from launcher import aws_env, job_config, job_cost, project
 
 TUNE = PROJECT_ROOT / "scripts" / "tune.py"
 BUCKET = aws_env.default_bucket(REGION)
@@ -55,7 +54,7 @@ def test_dry_run_prints_the_tuning_request_without_any_aws_call(
     assert done.returncode == 0, done.stderr
     request = json.loads(done.stdout)
     name = request["HyperParameterTuningJobName"]
-    assert re.fullmatch(re.escape(f"{defaults.EXPERIMENT_NAME}-tune"[:19]) + r"-\d{12}", name)
+    assert re.fullmatch(re.escape(f"{project.EXPERIMENT_NAME}-tune"[:19]) + r"-\d{12}", name)
     assert len(name) <= 32
     assert request["HyperParameterTuningJobConfig"] == {
         "Strategy": "Random",
@@ -226,7 +225,7 @@ def test_tuning_job_against_moto_fetches_the_best_trial_and_every_score(
     aws, fake_tuner, tuning_config, tmp_path
 ):
     aws.client("s3").create_bucket(Bucket=BUCKET)
-    job_cost.write_cache(REGION, {defaults.INSTANCE_TYPE: 0.736})
+    job_cost.write_cache(REGION, {project.INSTANCE_TYPE: 0.736})
     out = tmp_path / "tune-results"
     dry = tune("--dry-run", "--config", tuning_config, cwd=tmp_path)
 
@@ -258,8 +257,9 @@ def test_tuning_job_against_moto_fetches_the_best_trial_and_every_score(
 def test_dry_run_works_with_a_source_folder_big_enough_for_a_multipart_upload(
     aws_call_recorder, tuning_config, tmp_path, monkeypatch, capsys
 ):
-    import job_request
     import tune as tune_script
+
+    from launcher import job_request
 
     source = tmp_path / "src"
     shutil.copytree(PROJECT_ROOT / "src", source, ignore=shutil.ignore_patterns("__pycache__"))
@@ -276,7 +276,8 @@ def test_dry_run_works_with_a_source_folder_big_enough_for_a_multipart_upload(
 
 def test_offline_upload_answers_use_members_of_botocores_s3_model():
     import botocore.session
-    import job_request
+
+    from launcher import job_request
 
     model = botocore.session.get_session().get_service_model("s3")
     for operation in job_request.OFFLINE_UPLOAD_CALLS:
@@ -289,7 +290,7 @@ def test_offline_upload_answers_use_members_of_botocores_s3_model():
 
 def source_with_clutter(tmp_path, monkeypatch):
     """A copy of src/ holding what must never leave this machine, in use as the source folder."""
-    import job_request
+    from launcher import job_request
 
     source = tmp_path / "src"
     shutil.copytree(PROJECT_ROOT / "src", source, ignore=shutil.ignore_patterns("__pycache__"))
@@ -303,10 +304,10 @@ def source_with_clutter(tmp_path, monkeypatch):
 def test_trials_get_exactly_the_code_a_training_job_gets_and_never_the_env_file(
     aws, fake_tuner, tuning_config, tmp_path, monkeypatch, capsys
 ):
-    import job_options
-    import job_request
     import run_job as run_job_script
     import tune as tune_script
+
+    from launcher import job_options, job_request
 
     source_with_clutter(tmp_path, monkeypatch)
     s3 = aws.client("s3")
@@ -325,7 +326,7 @@ def test_trials_get_exactly_the_code_a_training_job_gets_and_never_the_env_file(
         trial_files = sorted(member.name for member in tar if member.isfile())
     # What a training job of the same code uploads (the SDK applies its ignore patterns).
     (tmp_path / "exp.yaml").write_text("epochs: 1\n")
-    config = job_config.load_config(tmp_path / "exp.yaml", job_config.train_option_parser())
+    config = job_config.load_config(tmp_path / "exp.yaml", options.build_parser())
     spec = job_options.job_spec(run_job_script.parse_args([]))
     session = job_request.online_session(REGION, BUCKET)
     job = job_request.build_request(spec, config, "code-listing", session)

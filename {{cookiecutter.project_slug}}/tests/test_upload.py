@@ -3,11 +3,11 @@
 import os
 import re
 
-import aws_env
 import prepare_dataset
 import pytest
-import upload_dataset
 from aws_fakes import PROJECT_ROOT, REGION, run_script
+
+from launcher import aws_env, s3_sync
 
 UPLOAD = PROJECT_ROOT / "scripts" / "upload_dataset.py"
 BUCKET = aws_env.default_bucket(REGION)
@@ -20,7 +20,7 @@ def dataset(tmp_path):
     folder = tmp_path / "dataset"
     prepare_dataset.prepare_synthetic(folder, 20, 10, seed=0)
     (folder / "extra").mkdir()
-    (folder / "extra" / "big.bin").write_bytes(os.urandom(upload_dataset.PART_SIZE + 12345))
+    (folder / "extra" / "big.bin").write_bytes(os.urandom(s3_sync.PART_SIZE + 12345))
     (folder / ".gitkeep").touch()
     return folder
 
@@ -97,13 +97,13 @@ def test_interrupted_upload_is_completed_by_a_rerun(aws, dataset):
 
     failed = rf"1 of {count} files failed(.|\n)*{lost.relative_to(dataset)}: ConnectionError"
     with pytest.raises(RuntimeError, match=failed):
-        upload_dataset.upload(broken, dataset, BUCKET, "dataset")
+        s3_sync.upload(broken, dataset, BUCKET, "dataset")
     assert len(stored(s3)) == count - 1
 
-    files, sent_bytes, skipped = upload_dataset.upload(s3, dataset, BUCKET, "dataset")
+    files, sent_bytes, skipped = s3_sync.upload(s3, dataset, BUCKET, "dataset")
     assert (files, sent_bytes, skipped) == (1, lost.stat().st_size, count - 1)
     assert len(stored(s3)) == count
-    assert upload_dataset.upload(s3, dataset, BUCKET, "dataset") == (0, 0, count)
+    assert s3_sync.upload(s3, dataset, BUCKET, "dataset") == (0, 0, count)
 
 
 def test_prefix_puts_the_dataset_in_a_sub_folder(aws, dataset, tmp_path):
@@ -135,13 +135,13 @@ def test_a_bucket_other_than_sagemakers_must_exist(aws, dataset, tmp_path):
 def test_predicted_etag_matches_what_s3_reports_for_single_and_multipart(aws, dataset):
     s3 = aws.client("s3")
     s3.create_bucket(Bucket=BUCKET)
-    upload_dataset.upload(s3, dataset, BUCKET, "dataset")
+    s3_sync.upload(s3, dataset, BUCKET, "dataset")
 
-    for key, (size, etag) in upload_dataset.remote_objects(s3, BUCKET, "dataset").items():
+    for key, (size, etag) in s3_sync.remote_objects(s3, BUCKET, "dataset").items():
         path = dataset / key.removeprefix("dataset/")
-        assert (size, etag) == (path.stat().st_size, upload_dataset.predicted_etag(path))
+        assert (size, etag) == (path.stat().st_size, s3_sync.predicted_etag(path))
     big = dataset / "extra" / "big.bin"
-    assert upload_dataset.predicted_etag(big).endswith("-2")
+    assert s3_sync.predicted_etag(big).endswith("-2")
 
 
 def test_links_hidden_and_special_files_are_named_and_never_sent(aws, dataset, tmp_path):

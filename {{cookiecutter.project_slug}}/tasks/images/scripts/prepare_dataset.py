@@ -19,48 +19,14 @@ import argparse
 import sys
 from pathlib import Path
 
-import aws_env
-import job_config
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(PROJECT), str(PROJECT / "src")]  # launcher/; src/ as train.py imports it
 import numpy as np
 
-import rawdata
+import options
+from launcher import project, rawdata, synthetic
 
-SIZE = 32  # pixels per side
-SHAPES = ["disc", "square", "triangle", "cross", "ring"]
-COLOURS = {"red": (220, 40, 40), "blue": (50, 80, 230)}
-CLASSES = [f"{colour}-{shape}" for colour in COLOURS for shape in SHAPES]
 MAX_IMAGES = 1_000_000
-
-
-def shape_mask(shape, centre, radius):
-    """(SIZE, SIZE) booleans: where the shape is."""
-    y, x = np.mgrid[0:SIZE, 0:SIZE] - np.asarray(centre)[:, None, None]
-    distance = np.hypot(x, y)
-    if shape == "disc":
-        return distance <= radius
-    if shape == "ring":
-        return (distance <= radius) & (distance >= radius * 0.55)
-    if shape == "square":
-        return (abs(x) <= radius * 0.8) & (abs(y) <= radius * 0.8)
-    if shape == "triangle":  # pointing up
-        return (y <= radius * 0.8) & (y >= -radius) & (abs(x) <= (y + radius) * 0.6)
-    return ((abs(x) <= radius * 0.3) | (abs(y) <= radius * 0.3)) & (
-        np.maximum(abs(x), abs(y)) <= radius
-    )
-
-
-def synthetic_images(count, seed):
-    """(uint8 images (count, SIZE, SIZE, 3), labels (count,)): balanced classes."""
-    rng = np.random.default_rng(seed)
-    labels = rng.permutation(np.arange(count) % len(CLASSES))
-    images = np.clip(rng.normal(40, 8, (count, SIZE, SIZE, 3)), 0, 255)
-    for index, label in enumerate(labels):
-        colour, shape = CLASSES[label].split("-")
-        radius = rng.uniform(10, 14)
-        centre = rng.uniform(radius, SIZE - radius, 2)
-        tint = np.asarray(COLOURS[colour]) + rng.normal(0, 15, 3)
-        images[index][shape_mask(shape, centre, radius)] = tint
-    return images.astype(np.uint8), labels
 
 
 def write_split(folders, images, names, mixed=False, seed=0):
@@ -85,18 +51,20 @@ def write_split(folders, images, names, mixed=False, seed=0):
 
 def prepare_synthetic(out, train_size, test_size, seed, layout="csv"):
     # Each split draws from its own stream, so no test image copies a training image.
-    images, labels = synthetic_images(train_size, seed=[seed, 0])
+    images, labels = synthetic.synthetic_images(train_size, seed=[seed, 0])
     ids = [f"train{index:06d}" for index in range(train_size)]
     mixed = layout == "folders"
     out.mkdir(parents=True, exist_ok=True)
     if mixed:
-        folders = [out / "train" / CLASSES[label].replace("-", " ") for label in labels]
+        folders = [out / "train" / synthetic.CLASSES[label].replace("-", " ") for label in labels]
     else:
         folders = [out / "train"] * train_size
-        rows = "".join(f"{id_},{CLASSES[label]}\n" for id_, label in zip(ids, labels, strict=True))
+        rows = "".join(
+            f"{id_},{synthetic.CLASSES[label]}\n" for id_, label in zip(ids, labels, strict=True)
+        )
         (out / "train.csv").write_text("id,label\n" + rows)
     write_split(folders, images, ids, mixed, seed=[seed, 2])
-    test_images, _ = synthetic_images(test_size, seed=[seed, 1])
+    test_images, _ = synthetic.synthetic_images(test_size, seed=[seed, 1])
     test_ids = [f"test{index:06d}" for index in range(test_size)]
     write_split([out / "test"] * test_size, test_images, test_ids, mixed, seed=[seed, 3])
     print(
@@ -110,7 +78,7 @@ def build_parser():
     common.add_argument(
         "--out",
         type=Path,
-        default=aws_env.DATASET_DIR,
+        default=project.DATASET_DIR,
         help="folder that receives train.csv, train/ and test/ (default: the project's dataset/)",
     )
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -118,7 +86,7 @@ def build_parser():
     synthetic = sources.add_parser(
         "synthetic", parents=[common], help="draw coloured shapes in 10 classes (offline)"
     )
-    whole_number = job_config.train_options().whole_number  # the checks train.py's options use
+    whole_number = options.whole_number  # the checks train.py's options use
     size = whole_number(1, MAX_IMAGES)
     synthetic.add_argument("--train-size", type=size, default=10000, help="labelled images")
     synthetic.add_argument("--test-size", type=size, default=2000, help="test images")

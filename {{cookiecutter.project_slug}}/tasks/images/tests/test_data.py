@@ -32,21 +32,22 @@ import options
 import saved_model
 import splits
 import train
+from launcher import synthetic
 from options import PROJECT_ROOT, build_parser
 
 
-def synthetic(out, *options):
+def write_synthetic(out, *options):
     prepare_dataset.main(["synthetic", "--out", str(out), *map(str, options)])
     return out
 
 
 def test_synthetic_set_has_the_layout_data_py_reads_with_balanced_classes(tmp_path):
-    folder = synthetic(tmp_path, "--train-size", 100, "--test-size", 30)
+    folder = write_synthetic(tmp_path, "--train-size", 100, "--test-size", 30)
     with open(folder / "train.csv", newline="") as file:
         rows = list(csv.DictReader(file))
-    assert len(rows) == 100 and {row["label"] for row in rows} == set(prepare_dataset.CLASSES)
+    assert len(rows) == 100 and {row["label"] for row in rows} == set(synthetic.CLASSES)
     labels = [row["label"] for row in rows]
-    assert {labels.count(name) for name in prepare_dataset.CLASSES} == {10}
+    assert {labels.count(name) for name in synthetic.CLASSES} == {10}
     assert sorted(p.stem for p in (folder / "train").iterdir()) == sorted(r["id"] for r in rows)
     assert len(list((folder / "test").iterdir())) == 30
     with Image.open(folder / "train" / f"{rows[0]['id']}.png") as image:
@@ -55,9 +56,9 @@ def test_synthetic_set_has_the_layout_data_py_reads_with_balanced_classes(tmp_pa
 
 
 def test_the_same_seed_gives_the_same_images_and_another_seed_others(tmp_path):
-    first = synthetic(tmp_path / "a", "--train-size", 40, "--test-size", 10, "--seed", 7)
-    again = synthetic(tmp_path / "b", "--train-size", 40, "--test-size", 10, "--seed", 7)
-    other = synthetic(tmp_path / "c", "--train-size", 40, "--test-size", 10, "--seed", 8)
+    first = write_synthetic(tmp_path / "a", "--train-size", 40, "--test-size", 10, "--seed", 7)
+    again = write_synthetic(tmp_path / "b", "--train-size", 40, "--test-size", 10, "--seed", 7)
+    other = write_synthetic(tmp_path / "c", "--train-size", 40, "--test-size", 10, "--seed", 8)
 
     def pixels(folder):
         return np.stack([np.asarray(Image.open(p)) for p in sorted(folder.glob("*/*.png"))])
@@ -71,7 +72,7 @@ def test_load_splits_normalises_with_training_statistics_and_keeps_test_ids(synt
     dataset = data.load(synthetic_dataset, 0.1, seed=0)
     assert (len(dataset.train), len(dataset.val)) == (1800, 200)
     assert dataset.info["input_shape"] == [3, 32, 32]  # auto: the images' own side
-    assert dataset.info["classes"] == sorted(prepare_dataset.CLASSES)
+    assert dataset.info["classes"] == sorted(synthetic.CLASSES)
     images = torch.stack([dataset.val[i][0] for i in range(len(dataset.val))])
     channels = images.transpose(0, 1).flatten(1)
     assert torch.allclose(channels.mean(1), torch.zeros(3), atol=0.05)
@@ -333,13 +334,13 @@ def class_folders(tmp_path_factory):
     """A synthetic set as many competitions ship theirs: train/<class name>/ folders (names with
     a space) of PNGs and JPEGs in several modes and sizes, and an unlabelled test/."""
     folder = tmp_path_factory.mktemp("folders")
-    synthetic(folder, "--layout", "folders", "--train-size", 600, "--test-size", 40)
+    write_synthetic(folder, "--layout", "folders", "--train-size", 600, "--test-size", 40)
     return folder
 
 
 def test_the_folders_layout_mixes_sizes_modes_and_formats_under_class_names(class_folders):
     classes = sorted(p.name for p in (class_folders / "train").iterdir())
-    assert classes == sorted(name.replace("-", " ") for name in prepare_dataset.CLASSES)
+    assert classes == sorted(name.replace("-", " ") for name in synthetic.CLASSES)
     files = sorted((class_folders / "train").glob("*/*"))
     assert {path.suffix for path in files} == {".png", ".jpg"}
     with contextlib.ExitStack() as stack:
@@ -373,7 +374,7 @@ def test_class_folders_train_resume_after_sigterm_to_the_same_weights_and_predic
     assert done.returncode == 0, done.stderr
     with open(out / "submission.csv", newline="") as file:
         labels = {row["label"] for row in csv.DictReader(file)}
-    assert labels and labels <= {name.replace("-", " ") for name in prepare_dataset.CLASSES}
+    assert labels and labels <= {name.replace("-", " ") for name in synthetic.CLASSES}
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ from torchvision.datasets import MNIST
 
 import data
 import train
+from launcher import synthetic
 from options import PROJECT_ROOT
 
 RAW_NAMES = {  # torchvision's MNIST layout: the dataset channel's contract
@@ -25,7 +26,7 @@ RAW_NAMES = {  # torchvision's MNIST layout: the dataset channel's contract
 }
 
 
-def synthetic(out, *options):
+def write_synthetic(out, *options):
     prepare_dataset.main(["synthetic", "--out", str(out), *map(str, options)])
     return out / "MNIST" / "raw"
 
@@ -38,7 +39,7 @@ def idx_header(path):
 
 
 def test_synthetic_set_is_mnist_idx_files_that_torchvision_reads(tmp_path):
-    raw = synthetic(tmp_path, "--train-size", 300, "--test-size", 100)
+    raw = write_synthetic(tmp_path, "--train-size", 300, "--test-size", 100)
     assert {path.name for path in raw.iterdir()} == RAW_NAMES
     assert idx_header(raw / "train-images-idx3-ubyte") == (0x803, (300, 28, 28), 16 + 300 * 784)
     assert idx_header(raw / "t10k-labels-idx1-ubyte") == (0x801, (100,), 8 + 100)
@@ -48,9 +49,9 @@ def test_synthetic_set_is_mnist_idx_files_that_torchvision_reads(tmp_path):
 
 
 def test_same_seed_gives_the_same_bytes_another_seed_other_bytes(tmp_path):
-    first = synthetic(tmp_path / "a", "--train-size", 200, "--test-size", 50, "--seed", 7)
-    again = synthetic(tmp_path / "b", "--train-size", 200, "--test-size", 50, "--seed", 7)
-    other = synthetic(tmp_path / "c", "--train-size", 200, "--test-size", 50, "--seed", 8)
+    first = write_synthetic(tmp_path / "a", "--train-size", 200, "--test-size", 50, "--seed", 7)
+    again = write_synthetic(tmp_path / "b", "--train-size", 200, "--test-size", 50, "--seed", 7)
+    other = write_synthetic(tmp_path / "c", "--train-size", 200, "--test-size", 50, "--seed", 8)
     for name in RAW_NAMES:
         assert (first / name).read_bytes() == (again / name).read_bytes()
     assert (first / "train-images-idx3-ubyte").read_bytes() != (
@@ -59,14 +60,14 @@ def test_same_seed_gives_the_same_bytes_another_seed_other_bytes(tmp_path):
 
 
 def test_every_image_is_different_and_no_test_image_copies_a_training_image():
-    train_images, _ = prepare_dataset.synthetic_digits(1000, seed=[0, 0])
-    test_images, _ = prepare_dataset.synthetic_digits(1000, seed=[0, 1])
+    train_images, _ = synthetic.synthetic_digits(1000, seed=[0, 0])
+    test_images, _ = synthetic.synthetic_digits(1000, seed=[0, 1])
     everything = np.concatenate([train_images, test_images]).reshape(2000, -1)
     assert len(np.unique(everything, axis=0)) == 2000
 
 
 def test_digits_vary_in_place_size_and_ink_like_handwriting():
-    images, labels = prepare_dataset.synthetic_digits(500, seed=[1, 0])
+    images, labels = synthetic.synthetic_digits(500, seed=[1, 0])
     ink = images.astype(float) / 255
     rows, columns = np.arange(28)[None, :, None], np.arange(28)[None, None, :]
     mass = ink.sum(axis=(1, 2))
@@ -81,7 +82,7 @@ def test_digits_vary_in_place_size_and_ink_like_handwriting():
 
 def test_sizes_below_one_are_refused(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit:
-        synthetic(tmp_path, "--train-size", 0)
+        write_synthetic(tmp_path, "--train-size", 0)
     assert exit.value.code == 2 and "--train-size" in capsys.readouterr().err
 
 
@@ -93,7 +94,7 @@ def test_default_output_is_the_projects_dataset_folder_from_any_directory():
 def test_mnist_download_without_network_fails_with_one_clear_line_and_keeps_the_data(
     tmp_path, monkeypatch
 ):
-    raw = synthetic(tmp_path, "--train-size", 100, "--test-size", 20)
+    raw = write_synthetic(tmp_path, "--train-size", 100, "--test-size", 20)
     before = {name: (raw / name).read_bytes() for name in RAW_NAMES}
     with socket.socket() as listener:  # a local port that refuses connections once closed
         listener.bind(("127.0.0.1", 0))
@@ -121,7 +122,7 @@ def test_bad_synthetic_options_are_refused_in_one_line_writing_nothing(
     tmp_path, capsys, options, message
 ):
     with pytest.raises(SystemExit) as exit:
-        synthetic(tmp_path / "out", *options)
+        write_synthetic(tmp_path / "out", *options)
 
     assert exit.value.code == 2
     assert f"error: {message}" in capsys.readouterr().err.strip().splitlines()[-1]
@@ -133,7 +134,7 @@ def test_an_out_folder_that_is_a_file_fails_in_one_line_and_keeps_the_file(tmp_p
     occupied.write_text("my notes")
 
     with pytest.raises(SystemExit) as exit:
-        synthetic(occupied, "--train-size", "10", "--test-size", "10")
+        write_synthetic(occupied, "--train-size", "10", "--test-size", "10")
 
     message = exit.value.code
     assert isinstance(message, str) and "\n" not in message and str(occupied) in message

@@ -17,11 +17,13 @@ import csv
 import sys
 from pathlib import Path
 
-import aws_env
-import job_config
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(PROJECT), str(PROJECT / "src")]  # launcher/; src/ as train.py imports it
 import numpy as np
 
-import rawdata
+import metrics
+import options
+from launcher import project, rawdata
 
 FEATURES = [f"f{number}" for number in range(1, 9)]
 COLOUR_EFFECT = {"red": 1.5, "green": 0.0, "blue": -1.5}
@@ -35,7 +37,7 @@ def synthetic_rows(count, seed, first_id):
     features = rng.normal(size=(count, len(FEATURES)))
     colours = rng.choice(list(COLOUR_EFFECT), count)
     sums = features @ weights + np.array([COLOUR_EFFECT[c] for c in colours])
-    if job_config.METRICS.PROBLEM == "regression":  # in other units than the features'
+    if metrics.PROBLEM == "regression":  # in other units than the features'
         targets = [f"{200 + 40 * value:.2f}" for value in sums + rng.normal(scale=0.2, size=count)]
     else:
         targets = [str(int(value > 0)) for value in sums + rng.logistic(scale=0.2, size=count)]
@@ -72,7 +74,7 @@ def build_parser():
     common.add_argument(
         "--out",
         type=Path,
-        default=aws_env.DATASET_DIR,
+        default=project.DATASET_DIR,
         help="folder that receives train.csv and test.csv (default: the project's dataset/)",
     )
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -80,7 +82,7 @@ def build_parser():
     synthetic = sources.add_parser(
         "synthetic", parents=[common], help="rows of 9 features and a target (offline)"
     )
-    whole_number = job_config.train_options().whole_number  # the checks train.py's options use
+    whole_number = options.whole_number  # the checks train.py's options use
     size = whole_number(1, MAX_ROWS)
     synthetic.add_argument("--train-size", type=size, default=10000, help="labelled rows")
     synthetic.add_argument("--test-size", type=size, default=2000, help="test rows")

@@ -1,6 +1,6 @@
 """Where things live on AWS, shared by upload_dataset.py and run_job.py.
 
-Defaults are the values this project was generated with (scripts/defaults.py); the AWS_REGION
+Defaults are the values this project was generated with (launcher/project.py); the AWS_REGION
 environment variable overrides the region, as it does for the AWS CLI.
 """
 
@@ -9,17 +9,15 @@ import os
 import re
 from pathlib import Path, PurePosixPath
 
-import defaults
+from launcher import project
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DATASET_DIR = PROJECT_ROOT / "dataset"
 DATASET_KEY = "dataset"  # s3://<bucket>/dataset[/<prefix>] holds the training channel
 REGION_NAME = r"[a-z]{2,4}(-[a-z]+){1,2}-[0-9]{1,2}"
 BUCKET_NAME = r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"
 
 
 def default_region():
-    return os.environ.get("AWS_REGION") or defaults.AWS_REGION
+    return os.environ.get("AWS_REGION") or project.AWS_REGION
 
 
 def region_name(text):
@@ -46,13 +44,13 @@ def add_region_option(parser):
         "--region",
         type=region_name,
         default=default_region(),
-        help=f"AWS region (default: $AWS_REGION, else {defaults.AWS_REGION})",
+        help=f"AWS region (default: $AWS_REGION, else {project.AWS_REGION})",
     )
 
 
 def default_bucket(region):
     """The bucket SageMaker itself uses by default: sagemaker-<region>-<account>."""
-    return f"sagemaker-{region}-{defaults.AWS_ACCOUNT_ID}"
+    return f"sagemaker-{region}-{project.AWS_ACCOUNT_ID}"
 
 
 def dataset_uri(bucket, prefix=""):

@@ -1,5 +1,5 @@
-"""The command line that job-launching scripts share (run_job.py, tune.py): what a training
-job runs on and with, where its results go, and the exit codes.
+"""The command line the launcher's scripts share: what a training job runs on and with (each option
+defined once), where its results go, and the exit codes.
 """
 
 import argparse
@@ -7,13 +7,13 @@ import os
 import sys
 from pathlib import Path
 
-import aws_env
-import defaults
-import job_cost
-from job_config import ConfigError
+import options
+from launcher import aws_env, job_cost, project
+from launcher.job_config import ConfigError
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 MAX_RUN_LIMIT = 28 * 24 * 3600  # MaxRuntimeInSeconds: SageMaker refuses more than 28 days
+KEEP_ALIVE_MAX = 21600  # KeepAlivePeriodInSeconds' maximum in the API (botocore's model; tested)
 
 
 def input_mode(text):
@@ -28,99 +28,102 @@ def input_mode(text):
     return modes[text.lower()]
 
 
-def add_job_options(parser, numbers):
-    """What a training job runs on and with; run_job.py and tune.py share them."""
-    parser.add_argument(
-        "--dataset-uri",
+# Every option of a job, defined once: run_job.py and tune.py take them all (add_job_options);
+# doctor.py and prices.py take the ones they check (add_options), with the same meaning.
+JOB_OPTIONS = {
+    "--dataset-uri": dict(
         help="training data: s3://... (default: s3://sagemaker-<region>-<account>/dataset, where "
         "upload_dataset.py puts it); with --local also a folder (default: dataset/)",
-    )
-    parser.add_argument(
-        "--exp-name",
-        default=defaults.EXPERIMENT_NAME,
+    ),
+    "--exp-name": dict(
+        default=project.EXPERIMENT_NAME,
         help="experiment: prefixes job names <exp>-<config>-<timestamp> (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--instance-type", default=defaults.INSTANCE_TYPE, help="default: %(default)s"
-    )
-    parser.add_argument(
-        "--instance-count",
-        type=numbers.positive_int,
+    ),
+    "--instance-type": dict(default=project.INSTANCE_TYPE, help="default: %(default)s"),
+    "--instance-count": dict(
+        type=options.positive_int,
         default=1,
         help="hosts; more than 1 trains data-parallel across them (implies --distributed; "
         "default: %(default)s)",
-    )
-    parser.add_argument(
-        "--distributed",
+    ),
+    "--distributed": dict(
         action="store_true",
         help="data-parallel with torchrun: one train.py process per GPU on every host, "
         "gradients averaged (SDK v3's Torchrun)",
-    )
-    parser.add_argument(
-        "--processes-per-host",
-        type=numbers.positive_int,
+    ),
+    "--processes-per-host": dict(
+        type=options.positive_int,
         help="with --distributed: train.py processes per host (default: one per GPU, "
         "1 without GPUs)",
-    )
-    aws_env.add_region_option(parser)
-    parser.add_argument(
-        "--role",
-        default=os.environ.get("SAGEMAKER_ROLE_ARN") or defaults.SAGEMAKER_ROLE,
-        help=f"execution role name (in account {defaults.AWS_ACCOUNT_ID}) or ARN "
-        f"(default: $SAGEMAKER_ROLE_ARN, else {defaults.SAGEMAKER_ROLE})",
-    )
-    custom = ", or this project's ECR image" if defaults.CONTAINER == "custom" else ""
-    parser.add_argument(
-        "--image-uri",
-        help=f"training image (default: the SageMaker PyTorch {defaults.PYTORCH_VERSION} image "
-        f"for the instance type{custom})",
-    )
-    parser.add_argument(
-        "--input-mode",
+    ),
+    "--role": dict(
+        default=os.environ.get("SAGEMAKER_ROLE_ARN") or project.SAGEMAKER_ROLE,
+        help=f"execution role name (in account {project.AWS_ACCOUNT_ID}) or ARN "
+        f"(default: $SAGEMAKER_ROLE_ARN, else {project.SAGEMAKER_ROLE})",
+    ),
+    "--image-uri": dict(
+        help=f"training image (default: the SageMaker PyTorch {project.PYTORCH_VERSION} image "
+        "for the instance type"
+        + (", or this project's ECR image)" if project.CONTAINER == "custom" else ")"),
+    ),
+    "--input-mode": dict(
         type=input_mode,
         default="File",
         help="File: copy the dataset before training; FastFile: stream it from S3 as read "
         "(default: %(default)s; Pipe does not suit train.py)",
-    )
+    ),
     #% if cookiecutter.experiment_tracking == "mlflow"
-    parser.add_argument(
-        "--mlflow-tracking-arn",
+    "--mlflow-tracking-arn": dict(
         default=os.environ.get("MLFLOW_TRACKING_ARN"),
         help="SageMaker managed MLflow tracking server ARN; the job logs to it "
         "(default: $MLFLOW_TRACKING_ARN; none: the job does not track)",
-    )
+    ),
     #% endif
-    parser.add_argument(
-        "--max-run",
-        type=numbers.positive_int,
+    "--max-run": dict(
+        type=options.positive_int,
         default=3600,
         help=f"seconds of training at most (default: 3600; SageMaker's limit: {MAX_RUN_LIMIT})",
-    )
-    parser.add_argument(
-        "--use-spot",
+    ),
+    "--use-spot": dict(
         action=argparse.BooleanOptionalAction,
-        default=defaults.USE_SPOT_INSTANCES,
+        default=project.USE_SPOT_INSTANCES,
         help="managed spot: cheaper, may be interrupted; checkpoints let it resume "
         "(default: %(default)s)",
-    )
-    parser.add_argument(
-        "--max-wait",
-        type=numbers.positive_int,
+    ),
+    "--max-wait": dict(
+        type=options.positive_int,
         help="spot: seconds of waiting plus training at most (default: twice --max-run)",
-    )
-    parser.add_argument(
-        "--checkpoint-uri",
+    ),
+    "--keep-alive": dict(
+        type=options.non_negative_int,
+        default=0,
+        help="not spot: keep the instance warm this many seconds for the next job, which then "
+        "starts in seconds (billed while warm; needs a warm pool quota; default: 0 = off)",
+    ),
+    "--checkpoint-uri": dict(
         help="S3 prefix for /opt/ml/checkpoints: each config's jobs use <uri>/<experiment>-"
         "<config>/, so launching a config again resumes where its last job stopped (default: "
         "s3://sagemaker-<region>-<account>/<experiment>-<config>/checkpoints/)",
-    )
-    parser.add_argument(
-        "--max-cost",
-        type=numbers.positive_float,
+    ),
+    "--max-cost": dict(
+        type=options.positive_float,
         metavar="USD",
         help="refuse to launch when the most the job(s) can cost is above this, or unknown "
         "(prices: scripts/prices.py; default: no limit)",
-    )
+    ),
+}
+
+
+def add_options(parser, *flags):
+    """The named job options (e.g. "--instance-type"), as JOB_OPTIONS defines them."""
+    for flag in flags:
+        parser.add_argument(flag, **JOB_OPTIONS[flag])
+
+
+def add_job_options(parser, without=()):
+    """Every job option (but those `without`), and the region."""
+    add_options(parser, *(flag for flag in JOB_OPTIONS if flag not in without))
+    aws_env.add_region_option(parser)
 
 
 def check_job_options(parser, args, local=False):
@@ -128,6 +131,11 @@ def check_job_options(parser, args, local=False):
     if args.max_run > MAX_RUN_LIMIT:
         parser.error(f"--max-run: SageMaker runs a job at most {MAX_RUN_LIMIT} seconds (28 days)")
     args.max_wait = args.max_wait or 2 * args.max_run
+    keep_alive = getattr(args, "keep_alive", 0)
+    if keep_alive > KEEP_ALIVE_MAX:
+        parser.error(f"--keep-alive: SageMaker keeps a warm pool at most {KEEP_ALIVE_MAX} seconds")
+    if args.use_spot and keep_alive:
+        parser.error("--keep-alive (warm pools) does not work with --use-spot; drop one")
     if args.use_spot and args.max_wait < args.max_run:
         parser.error("--max-wait must be at least --max-run")
     if args.checkpoint_uri:
@@ -145,7 +153,7 @@ def check_job_options(parser, args, local=False):
     #% endif
     if args.dataset_uri is None:
         bucket = aws_env.default_bucket(args.region)
-        args.dataset_uri = str(aws_env.DATASET_DIR) if local else aws_env.dataset_uri(bucket)
+        args.dataset_uri = str(project.DATASET_DIR) if local else aws_env.dataset_uri(bucket)
     if local and not args.dataset_uri.startswith("s3://"):
         args.dataset_uri = str(Path(args.dataset_uri).resolve())
     else:
@@ -206,7 +214,7 @@ def writable_folder(text):
     return path
 
 
-def add_result_options(parser, numbers, results_dir, shown):
+def add_result_options(parser, results_dir, shown):
     parser.add_argument(
         "--out-dir",
         type=writable_folder,
@@ -215,7 +223,7 @@ def add_result_options(parser, numbers, results_dir, shown):
     )
     parser.add_argument(
         "--poll-seconds",
-        type=numbers.positive_float,
+        type=options.positive_float,
         default=30,
         help="status check interval (default: 30)",
     )
@@ -227,7 +235,7 @@ def add_result_options(parser, numbers, results_dir, shown):
 
 
 def job_spec(args):
-    from job_request import JobSpec, default_image_uri, role_arn
+    from launcher.job_request import JobSpec, default_image_uri, role_arn
 
     # Unbuffered, train.py's lines reach the logs as they are printed, not at exit.
     environment = {"PYTHONUNBUFFERED": "1"}

@@ -12,9 +12,9 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aws_env
-import defaults
-from job_config import ENTRY_SCRIPT, METRIC_DEFINITIONS, SOURCE_DIR
+from launcher import aws_env, project
+from launcher.job_config import METRIC_DEFINITIONS
+from launcher.project import ENTRY_SCRIPT, SOURCE_DIR
 
 TRAINING_CHANNEL = "training"  # train.py reads it from SM_CHANNEL_TRAINING
 CONTAINER_ENTRY = "container_entry.py"  # in src/: the container's PID 1
@@ -54,7 +54,7 @@ def role_arn(role, region):
     partition, which the region's SageMaker refuses."""
     partition = aws_env.partition(region)
     if not role.startswith("arn:"):
-        return f"arn:{partition}:iam::{defaults.AWS_ACCOUNT_ID}:role/{role}"
+        return f"arn:{partition}:iam::{project.AWS_ACCOUNT_ID}:role/{role}"
     if role.split(":")[1] != partition:
         raise ValueError(
             f"--role {role} is an ARN of the {role.split(':')[1]} partition, but {region} is in "
@@ -65,25 +65,25 @@ def role_arn(role, region):
 
 def default_image_uri(region, instance_type):
     """The SageMaker PyTorch training image, or this project's own image on ECR."""
-    if defaults.CONTAINER == "custom":
+    if project.CONTAINER == "custom":
         # Where scripts/build_and_push.sh pushes: the partition's domain (.com.cn in China).
-        registry = f"{defaults.AWS_ACCOUNT_ID}.dkr.ecr.{region}.{aws_env.dns_suffix(region)}"
-        return f"{registry}/{defaults.PROJECT_SLUG}:latest"
+        registry = f"{project.AWS_ACCOUNT_ID}.dkr.ecr.{region}.{aws_env.dns_suffix(region)}"
+        return f"{registry}/{project.PROJECT_SLUG}:latest"
     from sagemaker.core import image_uris
 
     uri = image_uris.retrieve(
         "pytorch",
         region=region,
-        version=defaults.PYTORCH_VERSION,
+        version=project.PYTORCH_VERSION,
         instance_type=instance_type,
         image_scope="training",
     )
     # For some families the table answers with another framework build (ml.trn1: a PyTorch
     # 1.11 Neuron image), which would fail the job only after it started and billed.
-    if f":{defaults.PYTORCH_VERSION}-" not in uri:
+    if f":{project.PYTORCH_VERSION}-" not in uri:
         raise ValueError(
             f"for {instance_type} the SDK's image table gives {uri.rsplit('/', 1)[-1]}, not "
-            f"PyTorch {defaults.PYTORCH_VERSION}; choose another --instance-type"
+            f"PyTorch {project.PYTORCH_VERSION}; choose another --instance-type"
         )
     return uri
 
@@ -236,7 +236,7 @@ def checkpoint_prefix(spec, base_job_name, bucket):
 
 
 def job_tags(spec, config_name):
-    return {"project": defaults.PROJECT_SLUG, "experiment": spec.experiment, "config": config_name}
+    return {"project": project.PROJECT_SLUG, "experiment": spec.experiment, "config": config_name}
 
 
 def training_channel(spec):

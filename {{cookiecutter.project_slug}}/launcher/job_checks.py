@@ -14,9 +14,7 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
-import aws_env
-import defaults
-import job_config
+from launcher import aws_env, project
 
 TRUSTED_SERVICE = "sagemaker.amazonaws.com"
 TRUST_STATEMENT = {
@@ -73,13 +71,13 @@ def credentials(session):
             aws_env.describe_error(error),
             "aws configure, or aws sso login, or set AWS_PROFILE",
         )
-    if identity["Account"] != defaults.AWS_ACCOUNT_ID:
+    if identity["Account"] != project.AWS_ACCOUNT_ID:
         return Check(
             "credentials",
             False,
             f"{identity['Arn']} is in account {identity['Account']}, not this project's "
-            f"{defaults.AWS_ACCOUNT_ID}",
-            f"use credentials of account {defaults.AWS_ACCOUNT_ID} (AWS_PROFILE)",
+            f"{project.AWS_ACCOUNT_ID}",
+            f"use credentials of account {project.AWS_ACCOUNT_ID} (AWS_PROFILE)",
         )
     return Check("credentials", True, f"{identity['Arn']} in account {identity['Account']}")
 
@@ -170,6 +168,8 @@ def role_can_be_passed(session, role_arn):
 def dataset(session, uri):
     """The bucket exists and the dataset prefix holds what src/data.py reads (its problems()
     answers for a copy of the listed names, empty files, without downloading anything)."""
+    import data  # src/data.py, torch with it: only when checked
+
     name = "dataset"
     bucket, prefix = aws_env.split_s3_uri(uri)
     s3 = session.client("s3")
@@ -194,7 +194,7 @@ def dataset(session, uri):
             path = Path(names, key)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.touch()
-        problems = job_config.source_module("data").problems(names)
+        problems = data.problems(names)
     if problems:
         shown = "; ".join(problem.replace(names, uri.rstrip("/")) for problem in problems)
         return Check(name, False, shown, f"prepare dataset/ and {upload}")
@@ -202,14 +202,14 @@ def dataset(session, uri):
 
 
 def training_image(session, region_name, instance_type):
-    from job_request import default_image_uri
+    from launcher.job_request import default_image_uri
 
     name = "training image"
     try:
         uri = default_image_uri(region_name, instance_type)
     except ValueError as error:
         return Check(name, False, str(error), "choose another --instance-type or --image-uri")
-    if defaults.CONTAINER != "custom":
+    if project.CONTAINER != "custom":
         return Check(name, True, uri)
     repository = uri.split("/", 1)[1].split(":")[0]
     try:
@@ -280,7 +280,7 @@ def all_checks(session, region_name, role_arn, dataset_uri, instance_type, requi
     checks += [execution_role(session, role_arn), role_can_be_passed(session, role_arn)]
     checks += [dataset(session, dataset_uri), training_image(session, region_name, instance_type)]
     checks += training_quotas(session, instance_type, required)
-    if defaults.CONTAINER == "custom":
+    if project.CONTAINER == "custom":
         checks.append(docker())
     return checks
 

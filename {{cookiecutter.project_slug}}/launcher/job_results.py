@@ -17,14 +17,11 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-import aws_env
-import job_checks
-import job_cost
+from launcher import aws_env, job_checks, job_cost
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 TERMINAL_STATUSES = {"Completed", "Failed", "Stopped"}  # of training and tuning jobs alike
 # Apart from result/model/, where local training saves its model.
-RESULTS_DIR = aws_env.PROJECT_ROOT / "result" / "jobs"
 EXPANSION_RATIO = 50  # model weights hardly compress; a 50x ratio is a bomb, not a model
 EXPANSION_FLOOR = 256 * 1024 * 1024
 # SageMaker says "Requested resource not found."; moto "Could not find training job ...".

@@ -10,19 +10,16 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-import aws_env
-import job_config
-
-RAWDATA_DIR = aws_env.PROJECT_ROOT / "rawdata"
+from launcher import project
 
 
 def the_archive():
     """The one archive in rawdata/ (exit with one line when there are none or several)."""
     formats = [ext for _, exts, _ in shutil.get_unpack_formats() for ext in exts]
-    found = sorted(p for p in RAWDATA_DIR.glob("*") if p.name.endswith(tuple(formats)))
+    found = sorted(p for p in project.RAWDATA_DIR.glob("*") if p.name.endswith(tuple(formats)))
     if len(found) != 1:
         names = ", ".join(p.name for p in found) or "none"
-        sys.exit(f"error: expected one archive in {RAWDATA_DIR} (found: {names}); name one")
+        sys.exit(f"error: expected one archive in {project.RAWDATA_DIR} (found: {names}); name one")
     return found[0]
 
 
@@ -42,7 +39,9 @@ def unpack(archive, out):
         entries = list(root.iterdir())
         if len(entries) == 1 and entries[0].is_dir():
             root = entries[0]
-        problems = job_config.source_module("data").problems(root)
+        import data  # src/data.py, torch with it: only once there is something to check
+
+        problems = data.problems(root)
         if problems:
             sys.exit(f"error: {archive} does not hold the expected layout: {'; '.join(problems)}")
         out.mkdir(exist_ok=True)
@@ -63,14 +62,14 @@ def download_competition(competition):
     api = KaggleApi()
     try:
         api.authenticate()
-        api.competition_download_files(competition, path=RAWDATA_DIR, quiet=False)
+        api.competition_download_files(competition, path=project.RAWDATA_DIR, quiet=False)
     except Exception as error:  # the client raises its own types for auth, 403 and 404
         reason = " ".join(str(error).split())[:300]
         sys.exit(
             f"error: could not download {competition!r} ({reason}); check ~/.kaggle/kaggle.json "
             "and that you accepted the competition's rules on kaggle.com"
         )
-    return RAWDATA_DIR / f"{competition}.zip"
+    return project.RAWDATA_DIR / f"{competition}.zip"
 
 
 def add_sources(sources, common):

@@ -31,13 +31,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import job_request
-from job_config import SOURCE_DIR
 from sagemaker.train.container_drivers.common.utils import (
     hyperparameters_to_cli_args,
     safe_deserialize,
     safe_serialize,
 )
+
+from launcher import job_request
+from launcher.project import SOURCE_DIR
 
 HOST = "algo-1"
 MASTER_PORT = 7777

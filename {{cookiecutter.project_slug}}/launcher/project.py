@@ -1,7 +1,19 @@
-"""The values this project was generated with; every launcher script reads them here.
+"""The project's paths, and the values it was generated with; the launcher reads them here.
 
-Each can be overridden on the command line (and some by environment, see --help).
+Each value can be overridden on the command line (and some by environment, see --help).
 """
+
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SOURCE_DIR = PROJECT_ROOT / "src"
+ENTRY_SCRIPT = "train.py"  # in SOURCE_DIR, which a job receives as its code
+CONFIG_DIR = PROJECT_ROOT / "config"
+DATASET_DIR = PROJECT_ROOT / "dataset"
+RAWDATA_DIR = PROJECT_ROOT / "rawdata"
+RESULT_DIR = PROJECT_ROOT / "result"
+JOB_RESULTS_DIR = RESULT_DIR / "jobs"
+TUNING_RESULTS_DIR = RESULT_DIR / "tune"
 
 # Rendered as JSON strings, which are valid Python: kept as written (however long) so
 # any text is safe.

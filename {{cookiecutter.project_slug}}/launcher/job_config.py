@@ -6,29 +6,17 @@ typo costs a second, not a failed job.
 
 import argparse
 import difflib
-import importlib.util
 import math
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from aws_env import PROJECT_ROOT
 
-SOURCE_DIR = PROJECT_ROOT / "src"
-ENTRY_SCRIPT = "train.py"
-TRAIN_OPTIONS_FILE = SOURCE_DIR / "options.py"
+import metrics
+from launcher.project import CONFIG_DIR
 
 NUMBER = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf)"
-
-
-def load_source_file(path):
-    """A torch-free file of src/ (options.py, metrics.py), loaded by path: no src package."""
-    spec = importlib.util.spec_from_file_location(f"train_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def metric_definitions(declared):
@@ -41,11 +29,10 @@ def metric_definitions(declared):
     ]
 
 
-METRICS = load_source_file(SOURCE_DIR / "metrics.py")
-METRIC_DEFINITIONS = metric_definitions(METRICS)
+METRIC_DEFINITIONS = metric_definitions(metrics)
 # The metric runs are ranked by, as SageMaker names it, and whether more is better.
-OBJECTIVE = METRICS.OBJECTIVE.replace("_", ":", 1)
-OBJECTIVE_TYPE = METRICS.GOALS[METRICS.OBJECTIVE].capitalize()  # Maximize or Minimize
+OBJECTIVE = metrics.OBJECTIVE.replace("_", ":", 1)
+OBJECTIVE_TYPE = metrics.GOALS[metrics.OBJECTIVE].capitalize()  # Maximize or Minimize
 
 # SageMaker job names: letters, digits and single hyphens, at most 63 characters. The SDK
 # appends "-YYYYmmddHHMMSS" (15 characters) to <experiment>-<config>.
@@ -63,22 +50,6 @@ class JobConfig:
     path: Path
     name: str  # the file's stem, as it appears in job names and tags
     hyperparameters: dict
-
-
-def train_options():
-    """src/options.py: train.py's options without torch or the src package."""
-    return load_source_file(TRAIN_OPTIONS_FILE)
-
-
-def source_module(name):
-    """A module of src/ (e.g. "data"), imported as train.py imports it."""
-    if str(SOURCE_DIR) not in sys.path:
-        sys.path.insert(0, str(SOURCE_DIR))
-    return importlib.import_module(name)
-
-
-def train_option_parser():
-    return train_options().build_parser()
 
 
 def config_name(path):
@@ -154,8 +125,7 @@ def load_config(path, parser):
     path = Path(path)
     if not path.is_file():
         raise ConfigError(
-            f"config file not found: {path} (configs live in {PROJECT_ROOT / 'config'}, "
-            "e.g. config/exp001.yaml)"
+            f"config file not found: {path} (configs live in {CONFIG_DIR}, e.g. config/exp001.yaml)"
         )
     hyperparameters = read_yaml(path)
     check_hyperparameters(hyperparameters, parser, path)
@@ -173,23 +143,23 @@ def did_you_mean(key, known):
 
 def check_hyperparameters(hyperparameters, parser, source):
     """Unknown keys, SageMaker-owned paths and values train.py would reject -> ConfigError."""
-    options = {
+    known = {
         option[2:]: action
         for action in parser._actions  # argparse keeps no public list of its options
         for option in action.option_strings
         if option.startswith("--") and action.dest != "help"
     }
     for key in hyperparameters:
-        if key not in options:
-            hint = did_you_mean(key, options)
+        if key not in known:
+            hint = did_you_mean(key, known)
             raise ConfigError(
                 f"{source}: unknown key {key!r}; {hint}(keys are src/train.py's options "
-                f"without '--': {', '.join(sorted(options))})"
+                f"without '--': {', '.join(sorted(known))})"
             )
         value = hyperparameters[key]
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{source}: {key}: {value} is not a finite number")
-        if options[key].type is Path:
+        if known[key].type is Path:
             raise ConfigError(
                 f"{source}: {key!r} is a path SageMaker sets through SM_* variables; "
                 "remove it from the config"

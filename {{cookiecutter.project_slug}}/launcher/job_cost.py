@@ -10,10 +10,10 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-import aws_env
+from launcher import aws_env, project
 
 # PRICES_CACHE moves the cache elsewhere (the tests keep theirs in a temporary folder).
-PRICES_FILE = Path(os.environ.get("PRICES_CACHE") or aws_env.PROJECT_ROOT / "result/prices.json")
+PRICES_FILE = Path(os.environ.get("PRICES_CACHE") or project.RESULT_DIR / "prices.json")
 # The Price List API's endpoint (it runs in a few regions); it lists every region's prices.
 PRICING_API_REGION = "us-east-1"
 PRICE_FILTERS = {  # AmazonSageMaker's product attributes that name an on-demand training instance
