@@ -16,10 +16,19 @@ KEPT_FOLDERS = ["dataset", "rawdata", "result/model", "result/output"]
 
 # Files that only make sense for some choices: option -> (the values that keep them, files).
 OPTIONAL_FILES = {
-    "experiment_tracking": ({"mlflow"}, ["src/tracking.py", "tests/test_tracking.py"]),
+    "experiment_tracking": (
+        {"mlflow"},
+        ["src/tracking.py", "tests/test_tracking.py", "docs/tracking.md", "docs/tracking.ja.md"],
+    ),
     "container": (
         {"custom"},
-        ["docker/Dockerfile", "scripts/build_and_push.sh", "tests/test_container.py"],
+        [
+            "docker/Dockerfile",
+            "scripts/build_and_push.sh",
+            "tests/test_container.py",
+            "docs/custom-container.md",
+            "docs/custom-container.ja.md",
+        ],
     ),
     # Unpacks a competition's archive: for the tasks whose data comes that way.
     "task": ({"images", "tabular", "regression"}, ["launcher/rawdata.py"]),

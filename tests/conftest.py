@@ -18,13 +18,14 @@ CHOICES = {
 
 
 def default_values(**overrides):
-    """Every prompted variable with its default (first choice), then the overrides."""
-    values = {
-        key: value[0] if isinstance(value, list) else value
-        for key, value in TEMPLATE_SPEC.items()
-        if not key.startswith("_")
-    }
-    values["project_slug"] = "sagemaker-mnist"
+    """Every prompted variable with its default as --no-input renders it (a choice's first, a
+    default made of others' values filled in), then the overrides."""
+    from cookiecutter.generate import generate_context
+    from cookiecutter.prompt import prompt_for_config
+
+    context = generate_context(str(TEMPLATE_DIR / "cookiecutter.json"))
+    rendered = prompt_for_config(context, no_input=True)
+    values = {key: value for key, value in rendered.items() if not key.startswith("_")}
     values.update(overrides)
     return values
 

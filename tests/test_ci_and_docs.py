@@ -299,6 +299,7 @@ README_OPTIONS = [
 for options, task in zip(README_OPTIONS, ["mnist", "images", "tabular", "regression"], strict=True):
     options["task"] = task
 READMES = ["README.md", "README.ja.md"]
+README_MAX_LINES = 200  # a map of the project, read before a first run; docs/ has the rest
 SHELL_FENCES = {"bash", "sh", "shell"}
 IGNORED_TOKENS = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT}
 SHELL_OPERATORS = {"&&", "||", ";", "|", "&"}
@@ -386,8 +387,13 @@ class Readme:
             yield slug if count == 0 else f"{slug}-{count}"
 
     def local_links(self):
+        return [anchor for page, anchor in self.links() if not page]
+
+    def links(self):
+        """(page, anchor) of every link that is not a URL: ("", anchor) within this page."""
         prose = " ".join(line for section in self.sections for line in section.prose)
-        return re.findall(r"\]\(#([^)\s]+)\)", prose)
+        found = re.findall(r"\]\(([^)\s#:]*)(?:#([^)\s]+))?\)", prose)
+        return [(page, anchor) for page, anchor in found if page or anchor]
 
 
 def shell_tokens(line):
@@ -477,46 +483,107 @@ def help_texts():
     return run_help
 
 
+def doc_pairs(project):
+    """(English page, its Japanese twin) of every document: the README, then docs/*.md."""
+    pages = sorted(path for path in (project / "docs").glob("*.md") if ".ja." not in path.name)
+    english = [project / "README.md", *pages]
+    return [(page, page.with_name(page.name.replace(".md", ".ja.md"))) for page in english]
+
+
+def all_docs(project):
+    return [page for pair in doc_pairs(project) for page in pair]
+
+
 def test_every_render_has_the_english_and_the_japanese_readme(documented_project):
     assert [name for name in READMES if (documented_project / name).is_file()] == READMES
+    for english, japanese in doc_pairs(documented_project):
+        assert japanese.is_file(), f"{english.name} has no Japanese twin {japanese.name}"
+    twins = {japanese for _, japanese in doc_pairs(documented_project)}
+    assert set((documented_project / "docs").glob("*.ja.md")) <= twins
+
+
+def test_the_readme_is_a_map_and_docs_hold_the_rest(documented_project):
+    for name in READMES:
+        lines = (documented_project / name).read_text("utf-8").count("\n")
+        assert lines <= README_MAX_LINES, f"{name} has {lines} lines"
+    english = Readme(documented_project / "README.md")
+    linked = {page for page, _ in english.links() if page.startswith("docs/")}
+    pages = {f"docs/{page.name}" for page, _ in doc_pairs(documented_project)[1:]}
+    assert pages and linked == pages, "the README links every page of docs/, and no other"
 
 
 def test_readmes_have_the_same_sections_in_the_same_order(documented_project):
-    english, japanese = (Readme(documented_project / name) for name in READMES)
-    assert japanese.heading_levels() == english.heading_levels(), (
-        "README.ja.md must mirror README.md heading by heading:\n"
-        + "\n".join(f"{en}  |  {ja}" for en, ja in zip_longest(english.headings, japanese.headings))
-    )
-    assert len(english.sections) > 6, "README.md has fewer sections than the walkthrough needs"
+    for english_page, japanese_page in doc_pairs(documented_project):
+        english, japanese = Readme(english_page), Readme(japanese_page)
+        assert japanese.heading_levels() == english.heading_levels(), (
+            f"{japanese_page.name} must mirror {english_page.name} heading by heading:\n"
+            + "\n".join(
+                f"{en}  |  {ja}" for en, ja in zip_longest(english.headings, japanese.headings)
+            )
+        )
+    readme = Readme(documented_project / "README.md")
+    assert len(readme.sections) > 6, "README.md has fewer sections than the walkthrough needs"
 
 
 def test_every_readme_section_has_content(documented_project):
-    for name in READMES:
-        for section in Readme(documented_project / name).sections[1:]:
-            assert "".join(section.text).strip(), f"{name}: section {section.heading!r} is empty"
+    for page in all_docs(documented_project):
+        for section in Readme(page).sections[1:]:
+            assert "".join(section.text).strip(), (
+                f"{page.name}: section {section.heading!r} is empty"
+            )
 
 
 def test_readmes_show_the_same_commands_section_by_section(documented_project):
-    english, japanese = (Readme(documented_project / name) for name in READMES)
-    for en, ja in zip(english.sections, japanese.sections, strict=True):
-        assert ja.commands == en.commands, f"{en.heading!r} vs {ja.heading!r}"
-        code = [without_comments(block) for block in en.python]
-        assert [without_comments(block) for block in ja.python] == code, en.heading
-    assert sum(len(section.commands) for section in english.sections) >= 5
+    for english_page, japanese_page in doc_pairs(documented_project):
+        english, japanese = Readme(english_page), Readme(japanese_page)
+        for en, ja in zip(english.sections, japanese.sections, strict=True):
+            assert ja.commands == en.commands, f"{english_page.name}: {en.heading!r}"
+            code = [without_comments(block) for block in en.python]
+            assert [without_comments(block) for block in ja.python] == code, en.heading
+    readme = Readme(documented_project / "README.md")
+    assert sum(len(section.commands) for section in readme.sections) >= 5
 
 
 def test_readme_links_to_sections_point_at_headings(documented_project):
-    for name in READMES:
-        readme = Readme(documented_project / name)
-        anchors = set(readme.anchors())
-        for target in readme.local_links():
-            assert target in anchors, f"{name}: link #{target} has no heading ({sorted(anchors)})"
+    for page in all_docs(documented_project):
+        for target, anchor in Readme(page).links():
+            linked = (page.parent / target).resolve() if target else page
+            name = page.relative_to(documented_project)
+            assert linked.is_file(), f"{name}: link to {target}, which is not in the render"
+            if anchor and linked.suffix == ".md":
+                anchors = set(Readme(linked).anchors())
+                assert anchor in anchors, f"{name}: link {target}#{anchor} has no heading"
 
 
 def test_readmes_leave_no_template_syntax_behind(documented_project):
-    for name in READMES:
-        text = (documented_project / name).read_text("utf-8")
-        assert "{{" not in text and "{%" not in text, name
+    for page in all_docs(documented_project):
+        text = page.read_text("utf-8")
+        assert "{{" not in text and "{%" not in text, page.name
+
+
+def test_a_render_names_mnist_only_where_the_task_is_mnist(documented_project):
+    """Outside the MNIST task, only a task's own files (tasks/<folder>/) may name MNIST."""
+    (task,) = [o["task"] for o in README_OPTIONS if documented_project.name.endswith(o["task"])]
+    if task == "mnist":
+        return
+    own = (
+        TEMPLATE_DIR
+        / "{{cookiecutter.project_slug}}"
+        / "tasks"
+        / TEMPLATE_SPEC["_task_files"][task]
+    )
+    own_files = {path.relative_to(own).as_posix() for path in own.rglob("*") if path.is_file()}
+    checked = 0
+    for path in sorted(documented_project.rglob("*")):
+        relative = path.relative_to(documented_project).as_posix()
+        if path.is_file() and relative not in own_files and ".git" not in path.parts:
+            try:
+                text = path.read_text("utf-8")
+            except UnicodeDecodeError:  # a picture, a cache
+                continue
+            checked += 1
+            assert "mnist" not in text.lower(), f"{relative} names MNIST in a {task} render"
+    assert checked > 50
 
 
 @pytest.mark.slow  # about 10 s: --help imports torch, the SageMaker SDK, MLflow
@@ -524,8 +591,9 @@ def test_every_script_the_readmes_run_exists_and_accepts_the_options_shown(
     documented_project, help_texts
 ):
     checked = set()
-    for name in READMES:
-        for command in Readme(documented_project / name).all_commands():
+    for page in all_docs(documented_project):
+        name = page.name
+        for command in Readme(page).all_commands():
             for words in simple_commands(command):
                 for argv, arguments, script in help_commands(words):
                     if script:
@@ -549,9 +617,12 @@ def test_every_script_the_readmes_run_exists_and_accepts_the_options_shown(
 
 
 def test_files_and_nox_sessions_the_readmes_name_exist(documented_project):
-    for name in READMES:
+    for language in (0, 1):  # the English pages, then the Japanese ones
         created, seen = set(), set()
-        for command in Readme(documented_project / name).all_commands():
+        pages = [pair[language] for pair in doc_pairs(documented_project)]
+        name = "the English docs" if language == 0 else "the Japanese docs"
+        commands = [command for page in pages for command in Readme(page).all_commands()]
+        for command in commands:
             for words in simple_commands(command):
                 if words[0] == "cp" and len(words) == 3:
                     created.add(words[2])

@@ -1,4 +1,4 @@
-"""The machinery knows no problem: a default render given the README's "Make it yours" data.py
+"""The machinery knows no problem: a default render given docs/data.md's "Make it yours" data.py
 (colour images read from a folder, 20 classes, an unlabelled test folder) in place of the MNIST
 one, and nothing else changed, trains, resumes after SIGTERM to the same weights, trains with two
 torchrun processes, runs as a --local job and writes a submission.
@@ -41,9 +41,9 @@ def run(project, *command):
 
 @pytest.fixture(scope="module")
 def own_problem(tmp_path_factory):
-    """A default render whose src/data.py is the README's, with the README's stand-in dataset."""
+    """A default render whose src/data.py is docs/data.md's, with its stand-in dataset."""
     project = render(tmp_path_factory.mktemp("own"))
-    (section,) = [s for s in Readme(project / "README.md").sections if s.heading == SECTION]
+    (section,) = [s for s in Readme(project / "docs" / "data.md").sections if s.heading == SECTION]
     (data_py,) = [code for code in section.python if "def load(" in code]
     (stand_in,) = [code for code in section.python if "def load(" not in code]
     (project / "src" / "data.py").write_text(data_py)

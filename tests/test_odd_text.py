@@ -90,7 +90,8 @@ def test_any_single_line_text_round_trips_into_python_and_markdown(text, tmp_pat
 def test_template_syntax_typed_at_the_prompt_is_refused_by_the_hook(tmp_path):
     """Cookiecutter passes typed answers on unrendered; cruft would render them on every update,
     so the hook refuses what it sees of template syntax, in one line, leaving nothing."""
-    answers = "\n".join(["{{ 7 * 7 }} lab", "lab", "", "", "", "", "", "", "", "", "", "", "", ""])
+    # The task first (its default), then the name the test is about, then the folder.
+    answers = "\n".join(["", "{{ 7 * 7 }} lab", "lab", "", "", "", "", "", "", "", "", "", "", ""])
     result = subprocess.run(
         [sys.executable, "-m", "cookiecutter", str(TEMPLATE_DIR)],
         input=answers + "\n",

@@ -100,8 +100,8 @@ def test_a_stopped_job_says_what_stops_jobs_and_a_completed_one_has_no_triage():
     assert job_results.triage({**job, "status": "Completed"}, events) is None
 
 
-def test_the_readmes_list_every_known_cause():
-    english, japanese = (PROJECT_ROOT / name for name in ("README.md", "README.ja.md"))
+def test_the_docs_list_every_known_cause():
+    english, japanese = (PROJECT_ROOT / "docs" / name for name in ("jobs.md", "jobs.ja.md"))
     for pattern, cause, _ in job_results.FAILURE_CAUSES:
         first_words = re.match(r"[A-Za-z ]+", pattern).group()  # e.g. ResourceLimitExceeded
         assert cause in english.read_text(), cause
