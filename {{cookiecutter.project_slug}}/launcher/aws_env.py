@@ -91,7 +91,7 @@ def boto_session(region):
     return boto3.Session(region_name=region)
 
 
-def describe_error(error):
+def error_message(error):
     """One line a user can act on, for the errors boto3 raises."""
     from botocore.exceptions import (
         ClientError,

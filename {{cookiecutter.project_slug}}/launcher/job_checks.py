@@ -58,7 +58,7 @@ def error_code(error):
 
 
 def unchecked(name, error):
-    return Check(name, None, f"could not check ({aws_env.describe_error(error)})")
+    return Check(name, None, f"could not check ({aws_env.error_message(error)})")
 
 
 def credentials(session):
@@ -68,7 +68,7 @@ def credentials(session):
         return Check(
             "credentials",
             False,
-            aws_env.describe_error(error),
+            aws_env.error_message(error),
             "aws configure, or aws sso login, or set AWS_PROFILE",
         )
     if identity["Account"] != project.AWS_ACCOUNT_ID:

@@ -14,6 +14,7 @@ import json
 import re
 import tarfile
 import tempfile
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -53,6 +54,25 @@ FAILURE_CAUSES = [
         "add {0} to src/requirements.txt (installed when the job starts)",
     ),
 ]
+
+
+def wait_until_ended(names, status_line, poll_seconds, after_each=None):
+    """Poll until every job (training or tuning) has a terminal status. status_line(name) ->
+    (status, the line to show): printed when it changes; after_each(name): after each poll
+    (a single job's new log lines)."""
+    shown, pending = {}, list(names)
+    while pending:
+        for name in list(pending):
+            status, line = status_line(name)
+            if line != shown.get(name):
+                print(line)
+                shown[name] = line
+            if after_each:
+                after_each(name)
+            if status in TERMINAL_STATUSES:
+                pending.remove(name)
+        if pending:
+            time.sleep(poll_seconds)
 
 
 def job_timestamp(job_name):

@@ -7,7 +7,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import metrics
@@ -120,7 +119,7 @@ def run_local(args, configs):
             checkpoints = args.out_dir / "checkpoints" / base_name
             checkpoints.mkdir(parents=True, exist_ok=True)
             run = local_job.run_container(request, channels, workdir, checkpoints=checkpoints)
-            description = local_job.describe(request, run)
+            description = local_job.description(request, run)
             summary = job_results.billed(job_results.summarize(description, "local"), args.region)
             # Nothing went to S3: the archives' only copy is what lands in the results folder.
             summary.update(model_uri=None, output_uri=None, code_uri=None)
@@ -136,7 +135,7 @@ def run_local(args, configs):
             outcomes.append((config.name, {**saved, "results_dir": folder}, saved["problems"]))
             if run.status == "Stopped":
                 break
-    return job_options.EXIT_INTERRUPTED if run.status == "Stopped" else report(outcomes)
+    return job_options.EXIT_INTERRUPTED if run.status == "Stopped" else print_outcomes(outcomes)
 
 
 def console_url(region, job_name):
@@ -176,7 +175,7 @@ def launch(args, configs):
             request = build_request(spec, config, base_name, sagemaker_session)
             sagemaker.create_training_job(**request)
         except Exception as error:  # API, credentials, role: report it, launch the rest
-            message = aws_env.describe_error(error)
+            message = aws_env.error_message(error)
             print(f"run_job.py: error: {config.path.name}: {message}", file=sys.stderr)
             job_name = request["TrainingJobName"] if request else base_name
             folder = job_folder(args, job_name, config, len(configs) > 1)
@@ -199,7 +198,7 @@ def attach(args):
             sagemaker.describe_training_job(TrainingJobName=name)
         except Exception as error:
             missing.append(name)
-            message = aws_env.describe_error(error)
+            message = aws_env.error_message(error)
             if job_results.is_not_found(error):
                 message = (
                     f"no training job {name} in {args.region}; list yours with: "
@@ -226,12 +225,12 @@ def follow(args, session, launched, outcomes):
             print(f"  aws sagemaker stop-training-job --training-job-name {job_name}")
     except Exception as error:
         exit_code = job_options.EXIT_FAILED
-        print(f"run_job.py: error while waiting: {aws_env.describe_error(error)}", file=sys.stderr)
+        print(f"run_job.py: error while waiting: {aws_env.error_message(error)}", file=sys.stderr)
     for config_name, job_name, folder in launched:
         try:
             summary, problems = job_results.fetch_job(session, job_name, folder)
         except Exception as error:
-            message = f"fetching {job_name} failed: {aws_env.describe_error(error)}"
+            message = f"fetching {job_name} failed: {aws_env.error_message(error)}"
             print(f"run_job.py: error: {message}", file=sys.stderr)
             summary, problems = {"job_name": job_name, "status": "Unknown"}, [message]
         for problem in problems:
@@ -242,29 +241,28 @@ def follow(args, session, launched, outcomes):
         if summary.get("status") not in job_results.TERMINAL_STATUSES:
             print(f"Fetch again later: python scripts/run_job.py --fetch {job_name}")
     # Without waiting, a job still running is as good as it gets.
-    return exit_code or report(outcomes, {"Completed", "InProgress"} if args.no_wait else None)
+    return exit_code or print_outcomes(
+        outcomes, {"Completed", "InProgress"} if args.no_wait else None
+    )
 
 
 def wait(session, job_names, poll_seconds):
-    """Poll until every job ends: status changes, and a single job's log lines as they come."""
+    """Until every job ends: status changes, and a single job's log lines as they come."""
     sagemaker, logs = session.client("sagemaker"), session.client("logs")
-    last_seen = {}
     log_reader = job_results.JobLogs(logs, job_names[0]) if len(job_names) == 1 else None
-    pending = list(job_names)
-    while pending:
-        for job_name in list(pending):
-            description = sagemaker.describe_training_job(TrainingJobName=job_name)
-            status = (description["TrainingJobStatus"], description.get("SecondaryStatus"))
-            if status != last_seen.get(job_name):
-                print(f"{job_name}: {status[0]} ({status[1]})")
-                last_seen[job_name] = status
-            if log_reader:
-                for _, _, message in log_reader.read_new():
-                    print(message)
-            if status[0] in job_results.TERMINAL_STATUSES:
-                pending.remove(job_name)
-        if pending:
-            time.sleep(poll_seconds)
+
+    def status_line(job_name):
+        description = sagemaker.describe_training_job(TrainingJobName=job_name)
+        status, secondary = description["TrainingJobStatus"], description.get("SecondaryStatus")
+        return status, f"{job_name}: {status} ({secondary})"
+
+    def print_new_log_lines(_):
+        for _, _, message in log_reader.read_new():
+            print(message)
+
+    job_results.wait_until_ended(
+        job_names, status_line, poll_seconds, print_new_log_lines if log_reader else None
+    )
 
 
 def cost_cell(summary):
@@ -289,7 +287,7 @@ def print_triage(summary):
         print("\n".join(f"    {line}" for line in found["log_tail"]))
 
 
-def report(outcomes, good_statuses=None):
+def print_outcomes(outcomes, good_statuses=None):
     """Print a line per job, as a table; exit code 0 only if all completed without problems."""
     rows = [["config", "job", "status", metrics.OBJECTIVE, "billable_s", "cost", "results"]]
     for config_name, summary, _ in outcomes:

@@ -331,7 +331,7 @@ def run_container(request, channel_dirs, workdir, echo=print, checkpoints=None, 
     )
 
 
-def describe(request, run):
+def description(request, run):
     """What DescribeTrainingJob would say about this run; the final metrics are the last values
     the request's metric definitions find in the log, as SageMaker reports them."""
     values = {}

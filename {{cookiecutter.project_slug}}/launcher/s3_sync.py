@@ -147,7 +147,7 @@ def upload(s3, folder, bucket, prefix, workers=10):
                 try:
                     future.result()
                 except Exception as error:  # one file failing must not hide the others
-                    failures.append(f"{key}: {aws_env.describe_error(error)}")
+                    failures.append(f"{key}: {aws_env.error_message(error)}")
     finally:
         progress.close()
     if failures:

@@ -162,7 +162,7 @@ class Captured(Exception):
     """--dry-run: the request, stopped before it leaves this machine."""
 
 
-def start(spec, tuning, name, session, dry_run=False):
+def launch(spec, tuning, name, session, dry_run=False):
     """Start the tuning job through SDK v3's HyperparameterTuner; returns the request sent.
 
     With dry_run (an offline session), the request is caught on its way out instead.
@@ -183,10 +183,10 @@ def start(spec, tuning, name, session, dry_run=False):
         for key, spec_ in tuning.ranges.items()
     }
     with uploaded_source() as source_dir:
-        return start_tuner(spec, tuning, name, session, ranges, source_dir, dry_run)
+        return launch_tuner(spec, tuning, name, session, ranges, source_dir, dry_run)
 
 
-def start_tuner(spec, tuning, name, session, ranges, source_dir, dry_run):
+def launch_tuner(spec, tuning, name, session, ranges, source_dir, dry_run):
     from sagemaker.train.tuner import HyperparameterTuner
 
     from launcher.job_request import job_tags, model_trainer, training_channel
@@ -233,20 +233,17 @@ def start_tuner(spec, tuning, name, session, ranges, source_dir, dry_run):
 
 
 def wait(sagemaker, name, poll_seconds):
-    last = None
-    while True:
+    """Until the tuning job ends: its status and trial counts as they change."""
+
+    def status_line(name):
         description = sagemaker.describe_hyper_parameter_tuning_job(
             HyperParameterTuningJobName=name
         )
         status = description["HyperParameterTuningJobStatus"]
         counters = description.get("TrainingJobStatusCounters", {})
-        line = f"{name}: {status} " + " ".join(f"{k}={v}" for k, v in counters.items() if v)
-        if line != last:
-            print(line)
-            last = line
-        if status in job_results.TERMINAL_STATUSES:
-            return
-        time.sleep(poll_seconds)
+        return status, f"{name}: {status} " + " ".join(f"{k}={v}" for k, v in counters.items() if v)
+
+    job_results.wait_until_ended([name], status_line, poll_seconds)
 
 
 def trial_rows(trials, maximize, bills=None):

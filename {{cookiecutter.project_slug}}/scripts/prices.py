@@ -35,7 +35,7 @@ def main(argv=None):
         try:
             prices = job_cost.fetch_training_prices(pricing, args.region)
         except Exception as error:  # credentials, permissions (pricing:GetProducts), network
-            sys.exit(f"prices.py: error: {aws_env.describe_error(error)}; the cache is unchanged")
+            sys.exit(f"prices.py: error: {aws_env.error_message(error)}; the cache is unchanged")
         if not prices:
             sys.exit(f"prices.py: error: no SageMaker training prices for {args.region} listed")
         job_cost.write_cache(args.region, prices)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Launch the SageMaker job for config/exp<NUMBER>.yaml with this project's account, region,
-# instance type and experiment (run_job.py's defaults, from scripts/defaults.py).
+# instance type and experiment (run_job.py's defaults, from launcher/project.py).
 #   bash scripts/run_job.sh 001 [more run_job.py options, e.g. --use-spot or --dry-run]
 set -euo pipefail
 

@@ -24,7 +24,7 @@ from launcher import aws_env, job_cost, job_options, project, tuning
 from launcher.job_config import ConfigError
 
 
-def report(summary, rows, folder):
+def print_result(summary, rows, folder):
     best = summary["best"]
     if best:
         metric = best["objective"]
@@ -85,17 +85,17 @@ def main(argv=None):
         bucket = aws_env.default_bucket(args.region)
         if args.dry_run:
             with offline_session(args.region, bucket) as session:
-                request = tuning.start(spec, config, name, session, dry_run=True)
+                request = tuning.launch(spec, config, name, session, dry_run=True)
             print(json.dumps(request, indent=2, default=str))
             return 0
         if not args.fetch:
-            tuning.start(spec, config, name, online_session(args.region, bucket))
+            tuning.launch(spec, config, name, online_session(args.region, bucket))
             print(f"Launched tuning job {name}")
     except ConfigError as error:
         print(f"tune.py: error: {error}", file=sys.stderr)
         return job_options.EXIT_USAGE
     except Exception as error:  # API, credentials, role
-        print(f"tune.py: error: {aws_env.describe_error(error)}", file=sys.stderr)
+        print(f"tune.py: error: {aws_env.error_message(error)}", file=sys.stderr)
         return job_options.EXIT_FAILED
     session = aws_env.boto_session(args.region)
     exit_code = None
@@ -114,11 +114,11 @@ def main(argv=None):
     try:
         summary, rows, problems = tuning.fetch(session, name, folder)
     except Exception as error:
-        print(f"tune.py: error: fetching {name}: {aws_env.describe_error(error)}", file=sys.stderr)
+        print(f"tune.py: error: fetching {name}: {aws_env.error_message(error)}", file=sys.stderr)
         return job_options.EXIT_FAILED
     for problem in problems:
         print(f"tune.py: {problem}", file=sys.stderr)
-    return exit_code or report(summary, rows, folder)
+    return exit_code or print_result(summary, rows, folder)
 
 
 if __name__ == "__main__":

@@ -90,7 +90,7 @@ def main(argv=None):
     except RuntimeError as error:
         raise SystemExit(f"upload_dataset.py: error: {error}") from None
     except Exception as error:
-        raise SystemExit(f"upload_dataset.py: error: {aws_env.describe_error(error)}") from None
+        raise SystemExit(f"upload_dataset.py: error: {aws_env.error_message(error)}") from None
     sent_mib = sent_bytes / s3_sync.MiB
     print(f"Done: {sent} files sent ({sent_mib:.1f} MiB), {unchanged} unchanged skipped.")
     print(f"Train on it: python scripts/run_job.py --dataset-uri {uri}")

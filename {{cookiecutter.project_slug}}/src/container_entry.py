@@ -5,7 +5,7 @@ container's PID 1, then SIGKILL after a grace period (120 s). SDK v3 makes PID 1
 sm_train.sh, which runs the SDK's driver, which runs train.py: a bash as PID 1 ignores SIGTERM,
 so train.py would never hear of the stop and would lose everything since its last checkpoint.
 
-scripts/job_request.py puts this file in front of the SDK's command:
+launcher/job_request.py puts this file in front of the SDK's command:
 
     python3 container_entry.py --entry-script train.py -- /bin/bash -c "... sm_train.sh"
 

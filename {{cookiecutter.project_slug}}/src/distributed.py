@@ -37,7 +37,7 @@ def started_by_torchrun():
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def start():
+def setup():
     """Join the process group torchrun set up (NCCL between GPUs, Gloo on CPUs), if any."""
     if not started_by_torchrun():
         return Processes()
@@ -48,7 +48,7 @@ def start():
     return Processes(dist.get_rank(), local_rank, dist.get_world_size())
 
 
-def finish(processes):
+def cleanup(processes):
     if processes.active and dist.is_initialized():
         # DistributedDataParallel's reference cycles keep the process group alive until the
         # garbage collector runs: collected first, destroying it joins Gloo's threads now, not

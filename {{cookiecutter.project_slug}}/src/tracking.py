@@ -60,10 +60,10 @@ class Tracker:
         self.process = None
 
     def __enter__(self):
-        self.state["tracking_run_key"] = self.start(self.state.get("tracking_run_key"))
+        self.state["tracking_run_key"] = self.start_run(self.state.get("tracking_run_key"))
         return self
 
-    def start(self, run_key=None):
+    def start_run(self, run_key=None):
         """Start logging a run (or continue the one of `run_key`); return the run's key."""
         uri = tracking_uri()
         if uri is None:
@@ -95,7 +95,7 @@ class Tracker:
         metrics = {key: value for key, value in row.items() if key != "epoch"}
         self.send(metrics=metrics, step=row["epoch"])
 
-    def finish(self, figures, model_files, test_metrics=None):
+    def log_results(self, figures, model_files, test_metrics=None):
         """Log the plots, the test set's metrics, and the model as model.pt (weights),
         model.json (what rebuilding it takes) and model.py (the network's code): weights and
         code load without running stored code, unlike a pickled module."""

@@ -46,11 +46,11 @@ def train(config):
     raises checkpoint.Interrupted (resumable.py). Started by torchrun, it trains data-parallel
     (distributed.py).
     """
-    processes = distributed.start()
+    processes = distributed.setup()
     try:
         return train_processes(config, processes)
     finally:
-        distributed.finish(processes)
+        distributed.cleanup(processes)
 
 
 def train_processes(config, processes):
@@ -88,7 +88,7 @@ def train_processes(config, processes):
         total_steps=config.epochs * steps_per_epoch,
     )
     autocast, scaler = hardware.mixed_precision(device, config.amp)
-    print0(describe(dataset, model, processes, device, steps_per_epoch, workers))
+    print0(setup_line(dataset, model, processes, device, steps_per_epoch, workers))
 
     # -- what a checkpoint saves and restores, besides the random states and the progress
     stateful = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
@@ -128,7 +128,7 @@ def train_processes(config, processes):
         evaluation = {"val": val_batches, "test": None, "autocast": autocast}
         if dataset.test is not None and dataset.test.targets is not None:  # a test set to score
             evaluation["test"] = eval_batches(dataset.test)
-        finish(config, dataset, model, run.history, evaluation, processes, tracker)
+        evaluate_and_save(config, dataset, model, run.history, evaluation, processes, tracker)
     return run.history
 
 
@@ -185,7 +185,7 @@ def code_identity():
     return digest.hexdigest()[:12]
 
 
-def describe(dataset, model, processes, device, steps_per_epoch, workers):
+def setup_line(dataset, model, processes, device, steps_per_epoch, workers):
     each = f" processes={processes.world_size}, each with" if processes.active else ""
     sizes = " ".join(
         f"{name}_examples={len(getattr(dataset, name))}"
@@ -215,7 +215,7 @@ def predict(model, batches, autocast, processes):
     return gathered, targets if targets is None else distributed.gather(targets, processes)
 
 
-def finish(config, dataset, model, history, evaluation, processes, tracker):
+def evaluate_and_save(config, dataset, model, history, evaluation, processes, tracker):
     """After the last epoch: the test set's metrics when it has labels, then (rank 0) model.pt
     with model.json, metrics.csv and the plots. evaluation: the val and test Batches and the
     autocast to predict them with."""
@@ -241,7 +241,7 @@ def finish(config, dataset, model, history, evaluation, processes, tracker):
         print(metrics.line(test))
         checkpoint.write_atomically(output / "test_metrics.json", checkpoint.write_json, test)
     if tracker:
-        tracker.finish(figures, files, test)
+        tracker.log_results(figures, files, test)
     print(f"saved {files[0]} and {files[1].name}; metrics and plots in {output}")
 
 

@@ -1,7 +1,7 @@
 """Pytest fixtures that stand in for AWS: moto's server, and SageMaker played on top of it.
 
 moto accepts CreateTrainingJob but completes the job at once without running anything, so
-`fake_sagemaker` plays the service: the created job runs through scripts/local_job.py (the
+`fake_sagemaker` plays the service: the created job runs through launcher/local_job.py (the
 --local contract, on the channels downloaded from moto's S3), then model.tar.gz and
 output.tar.gz go to S3 and the log lines to CloudWatch Logs, where SageMaker puts them.
 
@@ -401,7 +401,7 @@ class FakeSageMaker:
                     s3.upload_file(str(archive), bucket, key)
         self.write_logs(job.training_job_name, run)
         # What SageMaker reports when the container ends (moto serves these attributes as is).
-        description = local_job.describe(request, run)
+        description = local_job.description(request, run)
         job.final_metric_data_list = [
             {**metric, "Timestamp": run.end} for metric in description["FinalMetricDataList"]
         ]

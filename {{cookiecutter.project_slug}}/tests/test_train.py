@@ -391,11 +391,11 @@ import os, signal, sys
 sys.path.insert(0, os.path.dirname(sys.argv[1]))
 sys.argv = sys.argv[1:]
 import distributed
-real_finish = distributed.finish
+real_finish = distributed.cleanup
 def finish(processes):
     os.kill(os.getpid(), signal.SIGTERM)
     real_finish(processes)
-distributed.finish = finish
+distributed.cleanup = finish
 import train
 distributed.exit_after(train.main)  # as train.py's __main__
 """

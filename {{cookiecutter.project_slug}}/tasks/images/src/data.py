@@ -88,7 +88,7 @@ def load(data_dir, val_fraction, seed, info=None, options=None):
         test_paths = [test_paths[i] for i in test_keep]
         test = ImageFiles(test_paths, None, [path.stem for path in test_paths])
     if info is None:
-        info = describe(train, classes, sizes, options)
+        info = dataset_info(train, classes, sizes, options)
     for split in (train, val, test):
         if split is not None:
             split.transform = transform(info, augment=split is train and info["augment"])
@@ -182,7 +182,7 @@ def read_image(path, size=None):
         raise DatasetError(f"cannot read {path} ({short(error)}); {SKIP_HINT}") from None
 
 
-def describe(train, classes, sizes, options):
+def dataset_info(train, classes, sizes, options):
     """What preparing an image takes, learnt from the training part: model.json's "data"."""
     backbone = getattr(options, "backbone", "cnn")
     pretrained = getattr(options, "pretrained", False) and backbone != "cnn"

@@ -58,7 +58,7 @@ def load(data_dir, val_fraction, seed, info=None, options=None):
     positions = Split(torch.arange(len(rows)))
     train_part, val_part = hold_out(positions, val_fraction, seed)
     if info is None:
-        info = describe(rows, train_part.inputs.numpy())
+        info = column_info(rows, train_part.inputs.numpy())
     check_targets(rows, info)
     # Every row encoded once, then split: no copy of the table per part.
     features, targets = torch.from_numpy(encode(rows, info)), torch.tensor(target(rows, info))
@@ -123,7 +123,7 @@ def target(rows, info):
     return ((numbers(rows[TARGET]) - mean) / std).to_numpy(dtype=np.float32)
 
 
-def describe(rows, train_positions):
+def column_info(rows, train_positions):
     """What encoding a row takes, learnt from the training rows (those at `train_positions` of
     all the labelled `rows`): the model.json "data"."""
     if len(train_positions) < 2:
