@@ -26,8 +26,8 @@ def use_free_cores():
     (torchrun sets it to 1 per process).
 
     OpenMP threads spin while they wait for each other, so a thread on a core that another
-    process holds slows every step: one epoch of 30,000 images on 2 cores, one kept busy, took
-    10.5 s on 2 threads and 6.9 s on 1 (quiet: 5.6 s and 6.4 s).
+    process holds slows every step, more than one thread fewer does (the template's
+    benchmarks/LATEST.md has the figures).
     """
     if "OMP_NUM_THREADS" not in os.environ:
         free = round((os.cpu_count() or 1) - busy_cores())
