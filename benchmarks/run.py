@@ -466,9 +466,12 @@ class Bench:
         ]
 
     def ignore_patterns(self):
-        """The launcher's SourceCode.ignore_patterns, read from the rendered scripts."""
-        code = "import json, job_request; print(json.dumps(job_request.IGNORE_PATTERNS))"
-        run = run_process([self.python, "-c", code], cwd=self.project / "scripts")
+        """The launcher's SourceCode.ignore_patterns, read from the rendered launcher/."""
+        code = (
+            "import json, sys; sys.path[:0] = ['.', 'src']; from launcher import job_request; "
+            "print(json.dumps(job_request.IGNORE_PATTERNS))"
+        )
+        run = run_process([self.python, "-c", code], cwd=self.project)
         return json.loads(run.lines[-1][1])
 
     def gpu(self):
