@@ -4,6 +4,7 @@ import itertools
 import json
 import os
 import py_compile
+import re
 import subprocess
 import sys
 
@@ -150,6 +151,34 @@ def test_default_bake_renders_exactly_the_designed_files(bake):
     project = bake()
     assert project.name == "sagemaker-mnist"
     assert project_files(project) == DEFAULT_FILES
+
+
+SCRIPT_MAX_LINES = 150  # scripts/ are thin entry points: parse, call launcher/, print
+LOADS_BY_PATH = ("spec_from_file_location", "runpy", "importlib.util", "import_module(")
+
+
+@pytest.mark.parametrize("task", CHOICES["task"])
+def test_scripts_are_thin_and_nothing_loads_a_project_file_by_path(bake, task):
+    project = bake(task=task, container="custom")
+    for script in (project / "scripts").glob("*.py"):
+        lines = script.read_text("utf-8").count("\n")
+        assert lines <= SCRIPT_MAX_LINES, f"{script.name} has {lines} lines"
+    code = [path for path in project.rglob("*.py") if "tests" not in path.parts]
+    code += [project / "tests" / "conftest.py", project / "tests" / "aws_fakes.py"]
+    for path in code:
+        text = path.read_text("utf-8")
+        for way in LOADS_BY_PATH:
+            assert way not in text, f"{path.relative_to(project)} loads a module with {way}"
+    definitions = [
+        path.relative_to(project).as_posix()
+        for path in code
+        for _ in re.finditer(
+            r"""(add_argument\(\s*|^\s*)["']--instance-type["']\s*[,:]""",
+            path.read_text("utf-8"),
+            re.M,
+        )
+    ]
+    assert definitions == ["launcher/job_options.py"], definitions
 
 
 def task_files(task):
