@@ -30,18 +30,21 @@ def tests(session):
     run_python(session, "-m", "pytest", "-n", "auto", *session.posargs)
 
 
-def declared_metrics():
-    """src/metrics.py (torch-free): which metric is the objective, and the kind of problem."""
-    sys.path.insert(0, str(PROJECT_ROOT / "src"))  # as train.py imports it
+def train_modules():
+    """src/metrics.py and src/options.py (torch-free), imported as train.py imports them: the
+    objective and the kind of problem; whether the project tracks experiments."""
+    sys.path.insert(0, str(PROJECT_ROOT / "src"))
     import metrics
+    import options
 
-    return metrics
+    return metrics, options
 
 
 @nox.session(python=False)
 def smoke(session):
     """Train one epoch on a small synthetic set and predict its test set; check that it learnt
     (src/metrics.py's objective) and the outputs."""
+    metrics, options = train_modules()
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         data, model, output = scratch / "data", scratch / "model", scratch / "output"
@@ -53,13 +56,12 @@ def smoke(session):
             *("--model-dir", model, "--output-data-dir", output),
             *("--checkpoint-dir", scratch / "checkpoints"),
             # Smoke runs stay out of the project's experiment tracking, if it has some.
-            *(["--tracking", "false"] if (PROJECT_ROOT / "src" / "tracking.py").exists() else []),
+            *(["--tracking", "false"] if options.HAS_TRACKING else []),
         )
         predict = [PROJECT_ROOT / "scripts" / "predict.py", "--model", model, "--data-dir", data]
         run_python(session, *predict, "--out-dir", scratch / "predictions")
         expected = [model / "model.pt", model / "model.json", output / "curves.png"]
         expected += [output / "metrics.csv", scratch / "predictions" / "submission.csv"]
-        metrics = declared_metrics()
         if metrics.PROBLEM == "classification":
             expected.append(output / "confusion_matrix.png")
         missing = [str(path) for path in expected if not path.is_file()]

@@ -9,6 +9,7 @@ import report
 from aws_fakes import PROJECT_ROOT, run_script
 from PIL import Image
 
+import options
 from launcher import job_config
 
 MAXIMIZE = job_config.OBJECTIVE_TYPE == "Maximize"
@@ -95,8 +96,8 @@ def test_a_real_local_job_appears_with_its_objective(
     aws_call_recorder, synthetic_dataset, tmp_path
 ):
     config = tmp_path / "tiny.yaml"
-    tracking = (PROJECT_ROOT / "src" / "tracking.py").exists()  # off: it has tests of its own
-    config.write_text("epochs: 1\nbatch-size: 64\n" + ("tracking: false\n" if tracking else ""))
+    tracking = "tracking: false\n" if options.HAS_TRACKING else ""  # it has tests of its own
+    config.write_text("epochs: 1\nbatch-size: 64\n" + tracking)
     jobs = tmp_path / "jobs"
     scripts = PROJECT_ROOT / "scripts"
     local = [scripts / "run_job.py", "--local", "--config", config, "--out-dir", jobs]
