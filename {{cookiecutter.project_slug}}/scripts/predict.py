@@ -2,13 +2,12 @@
 
     python scripts/predict.py                                  # the model of src/train.py
     python scripts/predict.py --model result/jobs/<timestamp>  # a job's fetched results
+    python scripts/predict.py      # after train.py --folds K: the mean of the K fold models
 
-The model is rebuilt from model.pt and model.json (src/saved_model.py); src/data.py reads the
-test set and prepares it as in training. submission.csv has one row per test example:
-id,label (the predicted class's name), or id,probability (of the second of two classes) where
-data.py asks for it, or for regression id,<target> (the number, in the target's own units). With
-image inputs, predictions.png shows some test images with their predictions and
-misclassified.png the validation images the model gets wrong.
+The model is rebuilt from model.pt and model.json (src/saved_model.py); src/data.py prepares the
+test set as in training. submission.csv: id,label (the class's name), id,probability (of the
+second of two classes, where data.py asks for it), or id,<target> (the number, in its units).
+With images, predictions.png and misclassified.png (validation images the model gets wrong).
 """
 
 import argparse
@@ -21,6 +20,7 @@ sys.path[:0] = [str(PROJECT), str(PROJECT / "src")]  # launcher/; src/ as train.
 import torch
 
 import checkpoint
+import cross_validation
 import data
 import hardware
 import metrics
@@ -28,22 +28,20 @@ import options
 import plots
 import saved_model
 import splits
-from launcher import project
+from launcher import job_options, project
 
 SHOWN = 32  # images per picture
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description="Predict the test set with a trained model; write submission.csv.",
-    )
+    parser = job_options.parser_from_doc(__doc__)
     train_parser = options.build_parser()  # where train.py saves and reads
     parser.add_argument(
         "--model",
         type=Path,
         default=train_parser.get_default("model_dir"),
-        help="folder holding model.pt and model.json, or a fetched job's folder "
-        "(default: result/model/, where src/train.py saves)",
+        help="folder holding model.pt and model.json (or the fold-<i>/ folders of --folds), or a "
+        "fetched job's folder (default: result/model/, where src/train.py saves)",
     )
     parser.add_argument(
         "--data-dir",
@@ -88,8 +86,7 @@ def write_submission(ids, column, values, path):
             writer.writerow(["id", column])
             writer.writerows(rows)
 
-    rows = zip(ids, values, strict=True)
-    checkpoint.write_atomically(path, write, rows)
+    checkpoint.write_atomically(path, write, zip(ids, values, strict=True))
 
 
 def pictures(dataset, test_outputs, model, out_dir):
@@ -113,28 +110,35 @@ def pictures(dataset, test_outputs, model, out_dir):
     return files
 
 
+def predict_with(folder, data_dir):
+    """(model, dataset, test outputs) of `folder`'s model, the data prepared as in its training."""
+    model, about = saved_model.load(folder)
+    trained_with = about["options"]
+    held_out = trained_with["val_fraction"]
+    if trained_with.get("folds"):
+        held_out = splits.Fold(trained_with["folds"], trained_with["fold"])
+    options = argparse.Namespace(**trained_with)
+    dataset = data.load(data_dir, held_out, trained_with["seed"], about["data"], options)
+    if dataset.test is None:
+        raise data.DatasetError(f"the dataset in {data_dir} has no test set to predict")
+    return model, dataset, predict_split(model, dataset.test)
+
+
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        model, about = saved_model.load(args.model)
-        trained_with = about["options"]
-        dataset = data.load(
-            args.data_dir,
-            trained_with["val_fraction"],
-            trained_with["seed"],
-            about["data"],
-            argparse.Namespace(**trained_with),
-        )
+    try:  # one model, or each fold's (train.py --folds): their mean
+        runs = [predict_with(folder, args.data_dir) for folder in saved_model.find_all(args.model)]
     except (FileNotFoundError, data.DatasetError) as error:
         sys.exit(f"predict.py: error: {error}")
-    if dataset.test is None:
-        sys.exit(f"predict.py: error: the dataset in {args.data_dir} has no test set to predict")
-    outputs = predict_split(model, dataset.test)
-    column, values = submission(outputs, about["data"])
+    model, dataset, outputs = runs[0]
+    if len(runs) > 1:
+        outputs = cross_validation.ensemble([o for *_, o in runs], [d.info for _, d, _ in runs])
+    column, values = submission(outputs, dataset.info)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     path = args.out_dir / "submission.csv"
     write_submission(dataset.test.ids, column, values, path)
-    print(f"wrote {path}: {len(values)} predictions ({column})")
+    ensemble = f", the mean of {len(runs)} fold models" * (len(runs) > 1)
+    print(f"wrote {path}: {len(values)} predictions ({column}{ensemble})")
     if dataset.test.targets is not None:  # a labelled test set: its metric line, as training's
         print(metrics.line(metrics.evaluate(outputs, dataset.test.targets, "test")))
     for picture in pictures(dataset, outputs, model, args.out_dir):

@@ -136,6 +136,15 @@ def same_buffers(model, processes):
             dist.broadcast(buffer, src=0)
 
 
+def gather_objects(items, processes):
+    """Every process's list, concatenated in rank order (as gather's tensors), in every process."""
+    if not processes.active:
+        return list(items)
+    pieces = [None] * processes.world_size
+    dist.all_gather_object(pieces, list(items))
+    return [item for piece in pieces for item in piece]
+
+
 def gather(tensor, processes):
     """Every process's tensor, concatenated along the first dimension, in every process (every
     process must call it; the shards may differ in length)."""

@@ -15,6 +15,7 @@ HAS_TRACKING = Path(__file__).with_name("tracking.py").is_file()
 MAX_WIDTH = 1024  # a bound that stops a typo (100000) from exhausting memory, not a tuning hint
 # Options that steer a run without changing what it computes: a checkpoint saved under other
 # values of these still resumes. Every other option, a new one too, is part of its identity.
+MAX_FOLDS = 20
 RUN_CONTROLS = {"data_dir", "model_dir", "output_data_dir", "checkpoint_dir", "resume"}
 RUN_CONTROLS |= {"log_interval", "checkpoint_interval", "tracking", "num_workers"}
 
@@ -159,8 +160,22 @@ def add_image_options(group):
 
 
 #% endif
+class TrainParser(argparse.ArgumentParser):
+    """train.py's parser: each option's own checks, then those between options."""
+
+    def parse_args(self, args=None, namespace=None):
+        config = super().parse_args(args, namespace)
+        if config.folds == 1:
+            self.error("argument --folds: 2 or more folds (0: one hold-out of --val-fraction)")
+        if config.fold and not config.folds:
+            self.error("argument --fold: needs --folds K (k-fold cross-validation)")
+        if config.fold > config.folds:
+            self.error(f"argument --fold: from 1 to --folds ({config.folds}), got {config.fold}")
+        return config
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = TrainParser(
         description="Train the model of src/model.py on the data src/data.py reads, locally or "
         "inside a SageMaker training job.",
         allow_abbrev=False,  # a config key must be an option's full name, never a prefix
@@ -211,6 +226,20 @@ def build_parser():
         default=0.1,
         help="share of the labelled examples held out for validation: the epoch line's val_* "
         "metrics (default: 0.1)",
+    )
+    hyper.add_argument(
+        "--folds",
+        type=whole_number(0, MAX_FOLDS),
+        default=0,
+        help="k-fold cross-validation: K models, each validated on its own fold of the labelled "
+        "examples (stratified by class); their out-of-fold predictions give the CV score "
+        "(0: one hold-out of --val-fraction instead)",
+    )
+    hyper.add_argument(
+        "--fold",
+        type=whole_number(0, MAX_FOLDS),
+        default=0,
+        help="with --folds: train this fold only, 1 to K (0: every fold in turn)",
     )
     hyper.add_argument(
         "--train-size",

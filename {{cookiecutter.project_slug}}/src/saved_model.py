@@ -42,6 +42,16 @@ def find(folder):
     )
 
 
+def find_all(folder):
+    """The model folders of `folder`: itself (or its model/ subfolder), or, for train.py --folds,
+    each fold-<i>/ in it, in fold order; FileNotFoundError as find() when there is none."""
+    for base in (Path(folder), Path(folder) / "model"):
+        folds = sorted(base.glob("fold-*/" + WEIGHTS), key=lambda path: int(path.parent.name[5:]))
+        if folds:
+            return [path.parent for path in folds]
+    return [find(folder)]
+
+
 def load(folder, device="cpu"):
     """(the model in eval mode on `device`, the description saved with it)."""
     folder = find(folder)

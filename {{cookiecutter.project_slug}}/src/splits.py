@@ -55,12 +55,43 @@ class Dataset:
     info: dict  # JSON-able: saved as model.json's "data" and handed back to data.load()
 
 
-def hold_out(split, fraction, seed):
-    """(rest, held out): a random `fraction` of the examples (at least one), the same for a
-    given seed whatever else changes."""
-    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))
-    count = min(max(1, round(len(split) * fraction)), len(split) - 1)
+@dataclass(frozen=True)
+class Fold:
+    """The `index`-th (1 to `count`) of `count` folds of the labelled examples: k-fold
+    cross-validation holds out each fold in turn (train.py --folds, --fold)."""
+
+    count: int
+    index: int
+
+
+def hold_out(split, validation, seed):
+    """(rest, held out). validation: a fraction (a random share of the examples, at least one)
+    or a Fold (that fold of `count`: stratified by class, so every fold has each class's share;
+    plain for numeric targets). The same for a given seed whatever else changes."""
+    generator = torch.Generator().manual_seed(seed)
+    if isinstance(validation, Fold):
+        numbers = fold_numbers(split.targets, len(split), validation.count, generator)
+        held = numbers == validation.index - 1
+        return split.take(torch.nonzero(~held).flatten()), split.take(torch.nonzero(held).flatten())
+    order = torch.randperm(len(split), generator=generator)
+    count = min(max(1, round(len(split) * validation)), len(split) - 1)
     return split.take(order[count:].sort().values), split.take(order[:count].sort().values)
+
+
+def fold_numbers(targets, size, count, generator):
+    """Each of `size` examples' fold, 0 to count - 1: the examples of each class (all of them,
+    for numeric or unknown targets) in a random order, dealt out in turn."""
+    if targets is None or targets.is_floating_point():
+        classes = torch.zeros(size, dtype=torch.long)
+    else:
+        classes = targets.cpu().long()
+    order = torch.randperm(size, generator=generator)
+    numbers = torch.empty(size, dtype=torch.long)
+    # Sorting the shuffled examples by class (stably) keeps each class's random order; dealing
+    # them out round-robin from there gives every fold its share of every class.
+    by_class = order[torch.sort(classes[order], stable=True).indices]
+    numbers[by_class] = torch.arange(size) % count
+    return numbers
 
 
 def identity(dataset):

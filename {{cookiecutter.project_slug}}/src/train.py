@@ -27,6 +27,7 @@ if __name__ == "__main__":  # --help or a mistyped option: answered now, not aft
 import torch
 
 import checkpoint
+import cross_validation
 import data
 import distributed
 import hardware
@@ -48,7 +49,15 @@ def train(config):
     """
     processes = distributed.setup()
     try:
-        return train_processes(config, processes)
+        if not config.folds:
+            return train_processes(config, processes)
+        for fold_config in cross_validation.fold_configs(config):  # --folds: one after another
+            if processes.main:
+                print(f"fold {fold_config.fold} of {config.folds}")
+            history = train_processes(fold_config, processes)
+        if processes.main and (cv_line := cross_validation.assemble(config)):
+            print(cv_line)
+        return history
     finally:
         distributed.cleanup(processes)
 
@@ -135,7 +144,8 @@ def train_processes(config, processes):
 def load_dataset(config, device, processes):
     """data.py's dataset, cut to --train-size/--test-size, this process's shard of it on `device`.
     Training shards are equal, as the processes take their steps together."""
-    dataset = data.load(config.data_dir, config.val_fraction, config.seed, options=config)
+    validation = splits.Fold(config.folds, config.fold) if config.folds else config.val_fraction
+    dataset = data.load(config.data_dir, validation, config.seed, options=config)
     dataset.train = dataset.train.take(slice(config.train_size or None))
     if dataset.test is not None:
         dataset.test = dataset.test.take(slice(config.test_size or None))
@@ -221,6 +231,8 @@ def evaluate_and_save(config, dataset, model, history, evaluation, processes, tr
     autocast to predict them with."""
     autocast = evaluation["autocast"]
     val = predict(model, evaluation["val"], autocast, processes)
+    if config.folds:  # the examples' ids, in the order of `val`'s outputs
+        val_ids = distributed.gather_objects(dataset.val.ids, processes)
     test = None
     if evaluation["test"] is not None:
         test = metrics.evaluate(*predict(model, evaluation["test"], autocast, processes), "test")
@@ -237,6 +249,9 @@ def evaluate_and_save(config, dataset, model, history, evaluation, processes, tr
         figures.append(
             plot_confusion_matrix(matrix, dataset.info["classes"], output / "confusion_matrix.png")
         )
+    if config.folds:  # this fold's out-of-fold predictions
+        oof = output / "oof.csv"
+        cross_validation.write_out_of_fold(oof, config.fold, val_ids, *val, dataset.info)
     if test is not None:
         print(metrics.line(test))
         checkpoint.write_atomically(output / "test_metrics.json", checkpoint.write_json, test)

@@ -60,9 +60,9 @@ class ImageFiles(torch.utils.data.Dataset):
         return ImageFiles(paths, targets, ids, self.transform, self.draft_size)
 
 
-def load(data_dir, val_fraction, seed, info=None, options=None):
-    """The Dataset in data_dir: train, val (a `val_fraction` of the labelled images, chosen by
-    `seed`) and test, read from disk as the DataLoader asks.
+def load(data_dir, validation, seed, info=None, options=None):
+    """The Dataset in data_dir: train, val (the labelled images that `validation`, a
+    fraction or a splits.Fold, holds out by `seed`) and test, read from disk as the DataLoader asks.
 
     info: a saved model's `info` (predict.py passes it) to prepare images exactly as they were
     in training; None computes it from `options` (train.py's: --image-size, --augment,
@@ -80,7 +80,7 @@ def load(data_dir, val_fraction, seed, info=None, options=None):
     labelled = ImageFiles([paths[i] for i in keep], targets, [ids[i] for i in keep])
     if len(labelled) < 2:
         raise DatasetError(f"{len(labelled)} labelled image(s) in {data_dir}: at least 2 needed")
-    train, val = hold_out(labelled, val_fraction, seed)
+    train, val = hold_out(labelled, validation, seed)
     test_paths = sorted(images_in(data_dir / "test"))
     test = None
     if test_paths:

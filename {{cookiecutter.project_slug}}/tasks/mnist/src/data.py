@@ -32,9 +32,9 @@ class DatasetError(Exception):
     """The dataset is missing or malformed; the message says what to do."""
 
 
-def load(data_dir, val_fraction, seed, info=None, options=None):
-    """The Dataset in data_dir: train, val (a `val_fraction` of the labelled examples, chosen
-    by `seed`) and test, as model-ready tensors.
+def load(data_dir, validation, seed, info=None, options=None):
+    """The Dataset in data_dir: train, val (the labelled examples that `validation`, a
+    fraction or a splits.Fold, holds out by `seed`) and test, as model-ready tensors.
 
     info: a saved model's `info` (predict.py passes it) to prepare inputs exactly as they were
     in training; None computes it from the training part. options: train.py's (none of
@@ -45,7 +45,7 @@ def load(data_dir, val_fraction, seed, info=None, options=None):
         shown_as = Path(data_dir) / "MNIST" / "raw"
         labelled = Split(*read_split(root, True, shown_as))
         test = Split(*read_split(root, False, shown_as))
-    train, val = hold_out(labelled, val_fraction, seed)
+    train, val = hold_out(labelled, validation, seed)
     if info is None:
         mean, std = grey_level_statistics(train.inputs)
         info = {

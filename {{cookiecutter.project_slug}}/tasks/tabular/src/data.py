@@ -42,9 +42,9 @@ class DatasetError(Exception):
     """The dataset is missing or malformed; the message says what to do."""
 
 
-def load(data_dir, val_fraction, seed, info=None, options=None):
-    """The Dataset in data_dir: train, val (a `val_fraction` of the labelled rows, chosen by
-    `seed`) and test, as model-ready tensors.
+def load(data_dir, validation, seed, info=None, options=None):
+    """The Dataset in data_dir: train, val (the labelled rows that `validation`, a
+    fraction or a splits.Fold, holds out by `seed`) and test, as model-ready tensors.
 
     info: a saved model's `info` (predict.py passes it) to prepare rows exactly as they were in
     training; None computes it from the training part. options: train.py's (none of them
@@ -55,8 +55,10 @@ def load(data_dir, val_fraction, seed, info=None, options=None):
     test_rows = None
     if (data_dir / "test.csv").is_file():
         test_rows = read_table(data_dir / "test.csv", [ID])
-    positions = Split(torch.arange(len(rows)))
-    train_part, val_part = hold_out(positions, val_fraction, seed)
+    # Row positions, with the classes to stratify folds by (pandas' codes of the target).
+    strata = torch.from_numpy(pd.factorize(rows[TARGET])[0]) if PROBLEM != "regression" else None
+    positions = Split(torch.arange(len(rows)), strata)
+    train_part, val_part = hold_out(positions, validation, seed)
     if info is None:
         info = column_info(rows, train_part.inputs.numpy())
     check_targets(rows, info)
