@@ -62,6 +62,7 @@ DEFAULT_FILES = {
     "launcher/local_job.py",
     "launcher/project.py",
     "launcher/s3_sync.py",
+    "launcher/submission.py",
     "launcher/synthetic.py",
     "launcher/tuning.py",
     "scripts/doctor.py",

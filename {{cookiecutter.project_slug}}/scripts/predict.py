@@ -5,13 +5,13 @@
     python scripts/predict.py      # after train.py --folds K: the mean of the K fold models
 
 The model is rebuilt from model.pt and model.json (src/saved_model.py); src/data.py prepares the
-test set as in training. submission.csv: id,label (the class's name), id,probability (of the
-second of two classes, where data.py asks for it), or id,<target> (the number, in its units).
+test set as in training. submission.csv follows the dataset's sample_submission.csv when it has
+one (launcher/submission.py), else: id,label (the class's name), id,probability (of the second
+of two classes, where data.py asks for it), or id,<target> (the number, in its units).
 With images, predictions.png and misclassified.png (validation images the model gets wrong).
 """
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -19,7 +19,6 @@ PROJECT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(PROJECT), str(PROJECT / "src")]  # launcher/; src/ as train.py imports it
 import torch
 
-import checkpoint
 import cross_validation
 import data
 import hardware
@@ -28,7 +27,7 @@ import options
 import plots
 import saved_model
 import splits
-from launcher import job_options, project
+from launcher import job_options, project, submission
 
 SHOWN = 32  # images per picture
 
@@ -63,30 +62,6 @@ def predict_split(model, split):
     batches = splits.batches(split, 256, "cpu", workers=hardware.dataloader_workers(None))
     with torch.no_grad():
         return torch.cat([model(inputs) for inputs, _ in batches])
-
-
-def submission(outputs, info):
-    """(column name, one value per example): the predicted class's name, or, where data.py
-    asks for it with two classes, the probability of the second class; without classes, the
-    predicted number, standardised back as data.py's "target_scale" says."""
-    if "classes" not in info:
-        mean, std = info.get("target_scale", (0.0, 1.0))
-        values = (outputs.double().squeeze(1) * std + mean).tolist()
-        return info.get("target", "value"), [f"{value:.6g}" for value in values]
-    if info.get("submit_probability"):
-        probabilities = outputs.float().softmax(dim=1)[:, 1].tolist()
-        return "probability", [f"{value:.6f}" for value in probabilities]
-    return "label", [info["classes"][index] for index in outputs.argmax(dim=1).tolist()]
-
-
-def write_submission(ids, column, values, path):
-    def write(rows, partial):
-        with open(partial, "w", newline="") as file:
-            writer = csv.writer(file)
-            writer.writerow(["id", column])
-            writer.writerows(rows)
-
-    checkpoint.write_atomically(path, write, zip(ids, values, strict=True))
 
 
 def pictures(dataset, test_outputs, model, out_dir):
@@ -133,12 +108,23 @@ def main(argv=None):
     model, dataset, outputs = runs[0]
     if len(runs) > 1:
         outputs = cross_validation.ensemble([o for *_, o in runs], [d.info for _, d, _ in runs])
-    column, values = submission(outputs, dataset.info)
+    sample = args.data_dir / submission.SAMPLE
+    try:  # the competition's format when its sample is there
+        if sample.is_file():
+            header, rows = submission.as_sample(sample, dataset.test.ids, outputs, dataset.info)
+        else:
+            predicted = submission.columns(outputs, dataset.info)
+            header = ["id", *predicted]
+            rows = zip(dataset.test.ids, *predicted.values(), strict=True)
+    except submission.SubmissionError as error:
+        sys.exit(f"predict.py: error: {error}")
     args.out_dir.mkdir(parents=True, exist_ok=True)
     path = args.out_dir / "submission.csv"
-    write_submission(dataset.test.ids, column, values, path)
-    ensemble = f", the mean of {len(runs)} fold models" * (len(runs) > 1)
-    print(f"wrote {path}: {len(values)} predictions ({column}{ensemble})")
+    submission.write(path, header, rows)
+    shown = header[1] if len(header) == 2 else f"{len(header) - 1} columns"
+    shown += f" as in {sample.name}" * sample.is_file()
+    shown += f", the mean of {len(runs)} fold models" * (len(runs) > 1)
+    print(f"wrote {path}: {len(dataset.test)} predictions ({shown})")
     if dataset.test.targets is not None:  # a labelled test set: its metric line, as training's
         print(metrics.line(metrics.evaluate(outputs, dataset.test.targets, "test")))
     for picture in pictures(dataset, outputs, model, args.out_dir):

@@ -100,3 +100,95 @@ def test_a_missing_model_or_dataset_ends_in_one_line_and_writes_nothing(
     assert message.startswith("predict.py: error:")
     assert str(tmp_path / "none") in message
     assert not (tmp_path / "out").exists()
+
+
+# With the competition's sample_submission.csv: its columns, its ids in its order, or one line.
+
+
+@pytest.fixture
+def with_sample(synthetic_dataset, tmp_path):
+    """with_sample(header, ids): a copy of the dataset whose sample_submission.csv has them."""
+
+    def make(header, ids):
+        folder = tmp_path / "data"
+        if not folder.exists():
+            shutil.copytree(synthetic_dataset, folder)
+        rows = [header, *([id_, *["0"] * (len(header) - 1)] for id_ in ids)]
+        with open(folder / "sample_submission.csv", "w", newline="") as file:
+            csv.writer(file).writerows(rows)
+        return folder
+
+    return make
+
+
+def default_submission(trained, data_dir, out_dir, capsys):
+    code, printed = run_predict(
+        "--model", trained / "model", "--data-dir", data_dir, "--out-dir", out_dir, capsys=capsys
+    )
+    assert code == 0, printed.err
+    with open(out_dir / "submission.csv", newline="") as file:
+        return list(csv.reader(file))
+
+
+def test_the_submission_takes_the_samples_columns_and_its_ids_in_its_order(
+    trained, synthetic_dataset, with_sample, tmp_path, capsys
+):
+    plain = default_submission(trained, synthetic_dataset, tmp_path / "plain", capsys)
+    predicted = {row[0]: row[1] for row in plain[1:]}
+    ids = list(reversed(predicted))  # another order, as competitions' samples have
+    folder = with_sample(["ImageId", "Prediction"], [f"{id_}.png" for id_ in ids])
+
+    rows = default_submission(trained, folder, tmp_path / "out", capsys)
+
+    assert rows[0] == ["ImageId", "Prediction"]
+    assert [row[0] for row in rows[1:]] == [f"{id_}.png" for id_ in ids]  # as the sample wrote
+    assert [row[1] for row in rows[1:]] == [predicted[id_] for id_ in ids]
+
+
+def test_a_sample_with_a_column_per_class_gets_each_class_probability(
+    trained, synthetic_dataset, with_sample, tmp_path, capsys
+):
+    about = json.loads((trained / "model" / "model.json").read_text())
+    classes = about["data"].get("classes")
+    if not classes:
+        pytest.skip("a number to predict has no classes")
+    plain = default_submission(trained, synthetic_dataset, tmp_path / "plain", capsys)
+    ids = [row[0] for row in plain[1:]]
+    header = ["id", *reversed(classes)]
+    folder = with_sample(header, ids)
+
+    rows = default_submission(trained, folder, tmp_path / "out", capsys)
+
+    assert rows[0] == header and [row[0] for row in rows[1:]] == ids
+    probabilities = torch.tensor([[float(value) for value in row[1:]] for row in rows[1:]])
+    assert probabilities.sum(dim=1) == pytest.approx(torch.ones(len(ids)), abs=1e-4)
+    best = [header[1 + k] for k in probabilities.argmax(dim=1).tolist()]
+    if not about["data"].get("submit_probability"):
+        assert best == [row[1] for row in plain[1:]]  # the most probable class is the label
+
+
+@pytest.mark.parametrize("fault", ["an id too many", "an id too few"])
+def test_a_sample_that_does_not_fit_stops_in_one_line_writing_nothing(
+    trained, synthetic_dataset, with_sample, tmp_path, capsys, fault
+):
+    plain = default_submission(trained, synthetic_dataset, tmp_path / "plain", capsys)
+    ids = [row[0] for row in plain[1:]]
+    ids = [*ids, "not-in-the-test-set"] if fault == "an id too many" else ids[1:]
+    folder = with_sample(["id", "target"], ids)
+
+    with pytest.raises(SystemExit) as stopped:
+        run_predict(
+            "--model",
+            trained / "model",
+            "--data-dir",
+            folder,
+            "--out-dir",
+            tmp_path / "out",
+            capsys=capsys,
+        )
+
+    message = str(stopped.value.code)
+    assert message.startswith("predict.py: error: ") and "\n" not in message
+    expected = "have no prediction" if fault == "an id too many" else "are not in sample_submission"
+    assert expected in message
+    assert not (tmp_path / "out" / "submission.csv").exists()
