@@ -3,10 +3,14 @@
 scripts/run_job.py is the command line; each function here takes its parsed arguments.
 """
 
+import argparse
+import dataclasses
 import json
 import os
+import shutil
 import sys
 import tempfile
+from datetime import datetime
 from pathlib import Path
 
 import metrics
@@ -16,8 +20,11 @@ from launcher.job_config import ConfigError
 
 
 def load_configs(args):
-    """Every config checked against train.py's options, with its job base name."""
+    """Every config checked against train.py's options, with its job base name (with --folds,
+    a config per fold of each)."""
     configs = [job_config.load_config(path, options.build_parser()) for path in args.config]
+    if getattr(args, "folds", None):
+        configs = [fold for config in configs for fold in fold_configs(config, args.folds)]
     if not (project.SOURCE_DIR / project.ENTRY_SCRIPT).is_file():
         raise ConfigError(f"{project.SOURCE_DIR / project.ENTRY_SCRIPT} is missing")
     names = [config.name for config in configs]
@@ -37,6 +44,49 @@ def load_configs(args):
                 "make their names differ in the first characters, or shorten --exp-name"
             )
     return named
+
+
+def fold_configs(config, folds):
+    """The config of each fold's job: train.py's --folds and --fold among its hyperparameters,
+    and a name of its own (so are its job name and checkpoint prefix)."""
+    if {"folds", "fold"} & set(config.hyperparameters):
+        raise ConfigError(
+            f"{config.path}: --folds sets folds and fold; remove them from the config"
+        )
+    return [
+        dataclasses.replace(
+            config,
+            name=f"{config.name}-fold{index}",
+            hyperparameters={**config.hyperparameters, "folds": folds, "fold": index},
+        )
+        for index in range(1, folds + 1)
+    ]
+
+
+def cross_validate(args, outcomes):
+    """After --folds jobs: each config's out-of-fold predictions, gathered from its fold jobs'
+    outputs into <out-dir>/<timestamp>-<config>-cv/, with their CV score (oof.csv, cv.json)."""
+    import cross_validation  # src/'s, torch with it: only once jobs have finished
+
+    by_config = {}
+    for config_name, summary, _ in outcomes:
+        name, _, fold = str(config_name).rpartition("-fold")
+        by_config.setdefault(name, []).append((fold, summary.get("results_dir")))
+    stamp = datetime.now().strftime("%Y%m%d%H%M%S")
+    for name, folds in by_config.items():
+        folder = args.out_dir / f"{stamp}-{name}-cv"
+        for fold, results in folds:
+            found = Path(results or "-", "output", f"fold-{fold}", "oof.csv")
+            if found.is_file():
+                (folder / f"fold-{fold}").mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(found, folder / f"fold-{fold}" / "oof.csv")
+        line = cross_validation.assemble(
+            argparse.Namespace(output_data_dir=folder, folds=args.folds)
+        )
+        if line:
+            print(f"{name}: {line} ({folder})")
+        else:
+            print(f"{name}: no CV score: not every fold job left its out-of-fold predictions")
 
 
 def dry_run(args, configs):
@@ -135,7 +185,12 @@ def run_local(args, configs):
             outcomes.append((config.name, {**saved, "results_dir": folder}, saved["problems"]))
             if run.status == "Stopped":
                 break
-    return job_options.EXIT_INTERRUPTED if run.status == "Stopped" else print_outcomes(outcomes)
+    if run.status == "Stopped":
+        return job_options.EXIT_INTERRUPTED
+    exit_code = print_outcomes(outcomes)
+    if args.folds:
+        cross_validate(args, outcomes)
+    return exit_code
 
 
 def console_url(region, job_name):
@@ -241,9 +296,12 @@ def follow(args, session, launched, outcomes):
         if summary.get("status") not in job_results.TERMINAL_STATUSES:
             print(f"Fetch again later: python scripts/run_job.py --fetch {job_name}")
     # Without waiting, a job still running is as good as it gets.
-    return exit_code or print_outcomes(
+    exit_code = exit_code or print_outcomes(
         outcomes, {"Completed", "InProgress"} if args.no_wait else None
     )
+    if getattr(args, "folds", None) and not args.no_wait:
+        cross_validate(args, outcomes)
+    return exit_code
 
 
 def wait(session, job_names, poll_seconds):

@@ -3,6 +3,7 @@
     python scripts/predict.py                                  # the model of src/train.py
     python scripts/predict.py --model result/jobs/<timestamp>  # a job's fetched results
     python scripts/predict.py      # after train.py --folds K: the mean of the K fold models
+    python scripts/predict.py --model result/jobs/*-exp001-fold*   # of run_job.py --folds K
 
 The model is rebuilt from model.pt and model.json (src/saved_model.py); src/data.py prepares the
 test set as in training. submission.csv follows the dataset's sample_submission.csv when it has
@@ -38,9 +39,11 @@ def parse_args(argv=None):
     parser.add_argument(
         "--model",
         type=Path,
-        default=train_parser.get_default("model_dir"),
+        nargs="+",
+        default=[train_parser.get_default("model_dir")],
         help="folder holding model.pt and model.json (or the fold-<i>/ folders of --folds), or a "
-        "fetched job's folder (default: result/model/, where src/train.py saves)",
+        "fetched job's folder; several: the mean of their models, e.g. fold jobs' "
+        "(default: result/model/, where src/train.py saves)",
     )
     parser.add_argument(
         "--data-dir",
@@ -102,7 +105,8 @@ def predict_with(folder, data_dir):
 def main(argv=None):
     args = parse_args(argv)
     try:  # one model, or each fold's (train.py --folds): their mean
-        runs = [predict_with(folder, args.data_dir) for folder in saved_model.find_all(args.model)]
+        folders = [folder for given in args.model for folder in saved_model.find_all(given)]
+        runs = [predict_with(folder, args.data_dir) for folder in folders]
     except (FileNotFoundError, data.DatasetError) as error:
         sys.exit(f"predict.py: error: {error}")
     model, dataset, outputs = runs[0]
@@ -123,7 +127,7 @@ def main(argv=None):
     submission.write(path, header, rows)
     shown = header[1] if len(header) == 2 else f"{len(header) - 1} columns"
     shown += f" as in {sample.name}" * sample.is_file()
-    shown += f", the mean of {len(runs)} fold models" * (len(runs) > 1)
+    shown += f", the mean of {len(runs)} models" * (len(runs) > 1)
     print(f"wrote {path}: {len(dataset.test)} predictions ({shown})")
     if dataset.test.targets is not None:  # a labelled test set: its metric line, as training's
         print(metrics.line(metrics.evaluate(outputs, dataset.test.targets, "test")))

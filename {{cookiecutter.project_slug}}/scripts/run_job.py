@@ -6,6 +6,7 @@
     python scripts/run_job.py --max-cost 2   # refuse unless the job surely costs at most $2
     python scripts/run_job.py --local        # run that request on this machine (no Docker)
     python scripts/run_job.py --instance-count 2   # data-parallel on 2 hosts (torchrun)
+    python scripts/run_job.py --folds 5      # 5-fold cross-validation: a job per fold, the CV
     python scripts/run_job.py --fetch JOB    # wait for an existing job and fetch its results
 
 Before a launch (and with --dry-run) it prints on stderr the most the job can cost (prices:
@@ -19,6 +20,7 @@ from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(PROJECT), str(PROJECT / "src")]  # launcher/; src/ as train.py imports it
+import options
 from launcher import job_options, jobs, project
 from launcher.job_config import ConfigError
 
@@ -31,6 +33,13 @@ def build_parser():
         type=Path,
         default=[project.CONFIG_DIR / "exp001.yaml"],
         help="hyperparameter YAML file(s); several launch one job each (default: exp001.yaml)",
+    )
+    parser.add_argument(
+        "--folds",
+        type=options.whole_number(2, options.MAX_FOLDS),
+        metavar="K",
+        help="k-fold cross-validation as K jobs in parallel, one per fold (train.py --folds K "
+        "--fold i); once they complete, their out-of-fold predictions give the CV score",
     )
     job_options.add_job_options(parser)
     job_options.add_result_options(parser, project.JOB_RESULTS_DIR, "result/jobs/")
@@ -60,6 +69,8 @@ def parse_args(argv=None):
         parser.error(
             "--local runs one host; use --distributed --processes-per-host N for several processes"
         )
+    if args.folds and args.fetch:
+        parser.error("--folds launches fold jobs; fetch them by name without it")
     if args.no_wait and (args.local or args.dry_run):
         parser.error("--no-wait is for SageMaker jobs, not --local or --dry-run")
     job_options.check_job_options(parser, args, local=args.local)

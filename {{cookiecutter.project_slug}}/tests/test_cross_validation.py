@@ -180,3 +180,19 @@ def test_predict_writes_the_mean_of_the_fold_models(cross_validated, synthetic_d
         assert [row["label"] for row in rows] == [
             info["classes"][k] for k in mean.argmax(dim=1).tolist()
         ]
+
+
+def test_predict_given_each_fold_folder_writes_the_same_mean(
+    cross_validated, synthetic_dataset, tmp_path
+):
+    import predict
+
+    run_dir, _ = cross_validated
+    common = ["--data-dir", synthetic_dataset]
+    predict.main(
+        [str(w) for w in ["--model", run_dir / "model", *common, "--out-dir", tmp_path / "a"]]
+    )
+    folds = [run_dir / "model" / f"fold-{fold}" for fold in range(1, FOLDS + 1)]
+    predict.main([str(w) for w in ["--model", *folds, *common, "--out-dir", tmp_path / "b"]])
+    first, second = ((tmp_path / name / "submission.csv").read_text() for name in "ab")
+    assert first == second

@@ -867,3 +867,54 @@ def test_a_results_folder_that_cannot_be_made_is_refused_before_any_aws_call(
     last_line = capsys.readouterr().err.strip().splitlines()[-1]  # (prog is pytest's here)
     assert last_line.endswith(f"error: argument --out-dir: {occupied} is a file, not a folder")
     assert occupied.read_text() == "my notes" and aws_call_recorder == []
+
+
+# k-fold cross-validation as jobs: one per fold, one cost bound, the CV assembled as locally.
+
+
+def test_folds_dry_run_shows_a_request_per_fold_and_one_cost_bound(
+    aws_call_recorder, tiny_config, tmp_path, capsys
+):
+    job_cost.write_cache(REGION, {project.INSTANCE_TYPE: 0.736})
+
+    requests = dry_run_requests(capsys, "--config", tiny_config, "--folds", 3)
+
+    assert [request["HyperParameters"]["fold"] for request in requests] == ["1", "2", "3"]
+    assert {request["HyperParameters"]["folds"] for request in requests} == {"3"}
+    prefixes = {request["CheckpointConfig"]["S3Uri"] for request in requests}
+    assert len(prefixes) == 3  # each fold resumes from its own checkpoints
+    names = [request["TrainingJobName"] for request in requests]
+    assert all(f"-tiny-fold{i}-" in name for i, name in zip((1, 2, 3), names, strict=True))
+    assert aws_call_recorder == []
+
+
+def test_folds_cost_bound_covers_every_fold_job(aws_call_recorder, tiny_config, tmp_path):
+    job_cost.write_cache(REGION, {project.INSTANCE_TYPE: 0.736})
+    options = ["--config", tiny_config, "--folds", "3", "--dry-run"]
+    done = run_job(*options, env=environment(), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "3 jobs: at most $2.21 in total" in done.stderr
+    refused = run_job(*options[:-1], "--max-cost", "1", env=environment(), cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "at most $2.21 is above --max-cost $1.00" in refused.stderr
+    assert aws_call_recorder == []
+
+
+@pytest.mark.slow
+def test_fold_jobs_run_in_parallel_and_their_cv_is_assembled_as_locally(
+    fake_sagemaker, uploaded_dataset, tiny_config, tmp_path
+):
+    out = tmp_path / "results"
+    done = run_job(
+        "--config", tiny_config, "--folds", "3", "--out-dir", out, env=environment(), cwd=tmp_path
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert len(fake_sagemaker.requests) == 3
+    (cv_folder,) = out.glob("*-tiny-cv")
+    result = json.loads((cv_folder / "cv.json").read_text())
+    assert (result["folds"], result["examples"]) == (3, 2000)
+    rows = (cv_folder / "oof.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2000 and rows[0].startswith("id,fold,target,")
+    name = next(key for key in result if key.startswith("cv_"))
+    assert f"tiny: {name}={result[name]:.4f} folds=3 oof_examples=2000" in done.stdout
