@@ -1,5 +1,6 @@
-"""submission.csv from a model's outputs on the test set: in the competition's own format when
-the dataset has its sample_submission.csv, else id plus one column.
+"""A model's outputs on the test set (with test-time augmentation for images), and submission.csv
+from them: in the competition's own format when the dataset has its sample_submission.csv, else id
+plus one column.
 
 With a sample, the submission has the sample's columns, in its order, and its ids, in its order
 (an id may name a test file with or without its extension); a class-probability column per class
@@ -13,14 +14,38 @@ nothing is written.
 import csv
 from pathlib import Path
 
+import torch
+
 import checkpoint
 import cross_validation
+import hardware
+import splits
 
 SAMPLE = "sample_submission.csv"
 
 
 class SubmissionError(Exception):
     """The predictions do not fit the sample; the message says how."""
+
+
+def predict(model, split, tta=False):
+    """The model's outputs on every example of a split, in order, on the CPU. tta: each image
+    also mirrored left to right, the two predictions averaged (class probabilities, given back as
+    log-probabilities, or numbers)."""
+    batches = splits.batches(split, 256, "cpu", workers=hardware.dataloader_workers(None))
+    with torch.no_grad():
+        found = []
+        for inputs, _ in batches:
+            predicted = model(inputs)
+            if tta:
+                mirrored = model(inputs.flip(-1))
+                if predicted.shape[1] > 1:  # class logits
+                    mean = (predicted.softmax(dim=1) + mirrored.softmax(dim=1)) / 2
+                    predicted = mean.clamp_min(1e-12).log()
+                else:
+                    predicted = (predicted + mirrored) / 2
+            found.append(predicted)
+        return torch.cat(found)
 
 
 def columns(outputs, info):

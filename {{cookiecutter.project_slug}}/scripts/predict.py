@@ -22,7 +22,6 @@ import torch
 
 import cross_validation
 import data
-import hardware
 import metrics
 import options
 import plots
@@ -57,14 +56,12 @@ def parse_args(argv=None):
         default=project.RESULT_DIR / "predictions",
         help="where submission.csv and the pictures go (default: result/predictions/)",
     )
+    parser.add_argument(
+        "--tta",
+        action="store_true",
+        help="test-time augmentation for images: each also mirrored, the predictions averaged",
+    )
     return parser.parse_args(argv)
-
-
-def predict_split(model, split):
-    """The model's outputs on every example of a split, in order, on the CPU."""
-    batches = splits.batches(split, 256, "cpu", workers=hardware.dataloader_workers(None))
-    with torch.no_grad():
-        return torch.cat([model(inputs) for inputs, _ in batches])
 
 
 def pictures(dataset, test_outputs, model, out_dir):
@@ -76,7 +73,7 @@ def pictures(dataset, test_outputs, model, out_dir):
     shown = torch.stack([dataset.test[i][0] for i in range(min(SHOWN, len(dataset.test)))])
     captions = [classes[i] for i in test_outputs[:SHOWN].argmax(dim=1).tolist()]
     files = [plots.plot_examples(shown, captions, out_dir / "predictions.png", "Predictions")]
-    predicted = predict_split(model, dataset.val).argmax(dim=1)
+    predicted = submission.predict(model, dataset.val).argmax(dim=1)
     wrong = (predicted != dataset.val.targets).nonzero().flatten()[:SHOWN]
     if len(wrong):
         captions = [
@@ -88,7 +85,7 @@ def pictures(dataset, test_outputs, model, out_dir):
     return files
 
 
-def predict_with(folder, data_dir):
+def predict_with(folder, data_dir, tta=False):
     """(model, dataset, test outputs) of `folder`'s model, the data prepared as in its training."""
     model, about = saved_model.load(folder)
     trained_with = about["options"]
@@ -99,14 +96,16 @@ def predict_with(folder, data_dir):
     dataset = data.load(data_dir, held_out, trained_with["seed"], about["data"], options)
     if dataset.test is None:
         raise data.DatasetError(f"the dataset in {data_dir} has no test set to predict")
-    return model, dataset, predict_split(model, dataset.test)
+    if tta and dataset.test[0][0].dim() != 3:
+        raise data.DatasetError("--tta flips images, and this model's inputs are not images")
+    return model, dataset, submission.predict(model, dataset.test, tta)
 
 
 def main(argv=None):
     args = parse_args(argv)
     try:  # one model, or each fold's (train.py --folds): their mean
         folders = [folder for given in args.model for folder in saved_model.find_all(given)]
-        runs = [predict_with(folder, args.data_dir) for folder in folders]
+        runs = [predict_with(folder, args.data_dir, args.tta) for folder in folders]
     except (FileNotFoundError, data.DatasetError) as error:
         sys.exit(f"predict.py: error: {error}")
     model, dataset, outputs = runs[0]

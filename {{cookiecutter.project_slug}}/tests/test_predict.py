@@ -192,3 +192,43 @@ def test_a_sample_that_does_not_fit_stops_in_one_line_writing_nothing(
     expected = "have no prediction" if fault == "an id too many" else "are not in sample_submission"
     assert expected in message
     assert not (tmp_path / "out" / "submission.csv").exists()
+
+
+def test_tta_averages_each_image_with_its_mirror_and_refuses_other_inputs(
+    trained, synthetic_dataset, tmp_path, capsys
+):
+    from launcher import submission
+
+    argv = ["--model", trained / "model", "--data-dir", synthetic_dataset, "--tta"]
+    model, about = saved_model.load(trained / "model")
+    options = about["options"]
+    test = data.load(
+        synthetic_dataset, options["val_fraction"], options["seed"], about["data"]
+    ).test
+    if test[0][0].dim() != 3:  # not images: one line, nothing written
+        with pytest.raises(SystemExit) as stopped:
+            run_predict(*argv, "--out-dir", tmp_path, capsys=capsys)
+        assert str(stopped.value.code).endswith(
+            "--tta flips images, and this model's inputs are not images"
+        )
+        assert not (tmp_path / "submission.csv").exists()
+        return
+    code, printed = run_predict(*argv, "--out-dir", tmp_path, capsys=capsys)
+    assert code == 0, printed.err
+    plain, mirrored = submission.predict(model, test), submission.predict(model, Mirrored(test))
+    mean = (plain.softmax(dim=1) + mirrored.softmax(dim=1)) / 2
+    assert torch.allclose(submission.predict(model, test, tta=True).exp(), mean, atol=1e-6)
+
+
+class Mirrored(torch.utils.data.Dataset):
+    """A split's images mirrored left to right."""
+
+    def __init__(self, split):
+        self.split, self.targets, self.ids = split, split.targets, split.ids
+
+    def __len__(self):
+        return len(self.split)
+
+    def __getitem__(self, index):
+        image, target = self.split[index]
+        return image.flip(-1), target
