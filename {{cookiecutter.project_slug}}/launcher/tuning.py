@@ -229,7 +229,24 @@ def launch_tuner(spec, tuning, name, session, ranges, source_dir, dry_run):
         tuner.tune(inputs=[training_channel(spec)], job_name=name, wait=False)
     except Captured:
         pass
+    except Exception as error:
+        if not created_before_the_retry(error, session, name, request):
+            raise
     return request
+
+
+def created_before_the_retry(error, session, name, request):
+    """Whether a CreateHyperParameterTuningJob refused as "already exists" had in fact created
+    the job: botocore retries a call whose answer timed out, and the retry finds the job the
+    first call made (this request's, with its fixed hyperparameters)."""
+    code = getattr(error, "response", {}).get("Error", {}).get("Code")
+    if code != "ResourceInUse" or not request:
+        return False
+    sagemaker = session.boto_session.client("sagemaker")
+    found = sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+    definition = found.get("TrainingJobDefinition") or {}
+    sent = request.get("TrainingJobDefinition") or {}
+    return definition.get("StaticHyperParameters") == sent.get("StaticHyperParameters")
 
 
 def wait(sagemaker, name, poll_seconds):

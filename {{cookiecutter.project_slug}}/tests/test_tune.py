@@ -139,12 +139,21 @@ def archive(name, content):
 
 @pytest.fixture
 def fake_tuner(aws, monkeypatch):
-    """Trials for each created tuning job: moto training jobs, scores, artifacts of each."""
+    """Trials for each created tuning job: moto training jobs, scores, artifacts of each.
+    lose_first_answer: the first CreateHyperParameterTuningJob creates the job and its trials,
+    then answers as a throttled call, which botocore retries (as when an answer times out)."""
     from moto.core.responses import ActionResult
     from moto.s3.models import s3_backends
+    from moto.sagemaker.exceptions import SagemakerClientError
     from moto.sagemaker.responses import SageMakerResponse
 
-    requests, trials = [], []
+    class Requests(list):
+        lose_first_answer = False
+
+    class Throttled(SagemakerClientError):
+        code = "ThrottlingException"  # one botocore retries
+
+    requests, trials = Requests(), []
     create = SageMakerResponse.create_hyper_parameter_tuning_job
 
     def create_and_run_trials(self):
@@ -204,6 +213,8 @@ def fake_tuner(aws, monkeypatch):
         job.best_training_job = max(
             trials, key=lambda t: t["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
         )
+        if requests.lose_first_answer and len(requests) == 1:
+            raise Throttled("Rate exceeded")
         return result
 
     def list_trials(self):
@@ -362,3 +373,19 @@ def test_spot_trials_wait_for_capacity_and_keep_checkpoints_under_the_tuning_job
     )
     assert "CheckpointConfig" not in on_demand["TrainingJobDefinition"]
     assert aws_call_recorder == []
+
+
+def test_a_create_whose_answer_was_lost_and_retried_finds_the_job_it_made(
+    aws, fake_tuner, tuning_config, tmp_path
+):
+    aws.client("s3").create_bucket(Bucket=BUCKET)
+    fake_tuner.lose_first_answer = True
+    out = tmp_path / "tune-results"
+
+    done = tune("--config", tuning_config, "--out-dir", out, cwd=tmp_path)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    first, retry = fake_tuner  # botocore asked again; SageMaker said the job exists: it is ours
+    assert first == retry
+    (folder,) = out.iterdir()
+    assert json.loads((folder / "tuning.json").read_text())["trials"] == 3
