@@ -64,11 +64,16 @@ class Fold:
     index: int
 
 
-def hold_out(split, validation, seed):
+def hold_out(split, validation, seed, groups=None):
     """(rest, held out). validation: a fraction (a random share of the examples, at least one)
     or a Fold (that fold of `count`: stratified by class, so every fold has each class's share;
-    plain for numeric targets). The same for a given seed whatever else changes."""
+    plain for numeric targets; with `groups`, a group number per example, every group whole in
+    one fold). The same for a given seed whatever else changes."""
     generator = torch.Generator().manual_seed(seed)
+    if isinstance(validation, Fold) and groups is not None:
+        numbers = group_fold_numbers(torch.as_tensor(groups), validation.count, generator)
+        held = numbers == validation.index - 1
+        return split.take(torch.nonzero(~held).flatten()), split.take(torch.nonzero(held).flatten())
     if isinstance(validation, Fold):
         numbers = fold_numbers(split.targets, len(split), validation.count, generator)
         held = numbers == validation.index - 1
@@ -92,6 +97,20 @@ def fold_numbers(targets, size, count, generator):
     by_class = order[torch.sort(classes[order], stable=True).indices]
     numbers[by_class] = torch.arange(size) % count
     return numbers
+
+
+def group_fold_numbers(groups, count, generator):
+    """Each example's fold, 0 to count - 1, every group whole in one fold: the groups, largest
+    first (ties in a random order), each to the fold with the fewest examples so far."""
+    names, sizes = torch.unique(groups, return_counts=True)
+    order = torch.randperm(len(names), generator=generator)
+    order = order[torch.sort(sizes[order], descending=True, stable=True).indices]
+    filled, fold_of = [0] * count, {}
+    for position in order.tolist():
+        fold = min(range(count), key=lambda k: (filled[k], k))
+        fold_of[names[position].item()] = fold
+        filled[fold] += sizes[position].item()
+    return torch.tensor([fold_of[group] for group in groups.tolist()])
 
 
 def identity(dataset):

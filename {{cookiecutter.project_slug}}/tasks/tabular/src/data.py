@@ -32,6 +32,9 @@ from metrics import PROBLEM
 from splits import Dataset, Split, hold_out
 
 ID, TARGET = "id", "target"
+# k-fold (train.py --folds): a column whose rows must stay together in one fold, e.g. a patient
+# or a user id, so that no model validates on rows of a group it trained on. None: no groups.
+GROUP = None
 MAX_CATEGORIES = 50
 MAX_CODES = 1000
 # With two classes, submission.csv holds the probability of the second one (e.g. of "1").
@@ -51,14 +54,15 @@ def load(data_dir, validation, seed, info=None, options=None):
     concerns this example's data).
     """
     data_dir = Path(data_dir)
-    rows = read_table(data_dir / "train.csv", [ID, TARGET])
+    rows = read_table(data_dir / "train.csv", [ID, TARGET, *([GROUP] if GROUP else [])])
     test_rows = None
     if (data_dir / "test.csv").is_file():
         test_rows = read_table(data_dir / "test.csv", [ID])
     # Row positions, with the classes to stratify folds by (pandas' codes of the target).
     strata = torch.from_numpy(pd.factorize(rows[TARGET])[0]) if PROBLEM != "regression" else None
     positions = Split(torch.arange(len(rows)), strata)
-    train_part, val_part = hold_out(positions, validation, seed)
+    groups = pd.factorize(rows[GROUP])[0] if GROUP else None
+    train_part, val_part = hold_out(positions, validation, seed, groups)
     if info is None:
         info = column_info(rows, train_part.inputs.numpy())
     check_targets(rows, info)
@@ -88,8 +92,8 @@ def read_table(path, required):
     missing = [name for name in required if name not in table.columns or table.empty]
     if missing:
         raise DatasetError(
-            f"{path} has no {', '.join(missing)} column (or no rows): set ID and TARGET in "
-            "src/data.py to your column names"
+            f"{path} has no {', '.join(missing)} column (or no rows): set ID and TARGET (and "
+            "GROUP) in src/data.py to your column names"
         )
     table[ID] = table[ID].fillna("")
     return table
@@ -133,7 +137,7 @@ def column_info(rows, train_positions):
         raise DatasetError(f"{count} labelled row(s) to train on: at least 2 are needed")
     numeric, categorical, codes = {}, {}, {}
     for name in rows.columns:
-        if name in (ID, TARGET):
+        if name in (ID, TARGET, GROUP):  # a group's id says who, not what to predict
             continue
         column = rows[name].iloc[train_positions]
         if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):

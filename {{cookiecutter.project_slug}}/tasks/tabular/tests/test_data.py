@@ -149,3 +149,79 @@ def test_kaggle_without_its_package_says_how_to_install_it(tmp_path, monkeypatch
         prepare_dataset.main(["kaggle", "some-competition", "--out", str(tmp_path / "dataset")])
 
     assert exit.value.code == "error: the kaggle package is not installed: pip install kaggle"
+
+
+def write_table(path, count, seed, labelled=True):
+    """Rows of two numbers, a colour and a user; the target a text class (red, green, blue)
+    the numbers decide, or for regression their sum."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.rand(count, 2, generator=generator)
+    rows = ["id,x1,x2,colour,user" + (",target" if labelled else "")]
+    for index in range(count):
+        a, b = x[index].tolist()
+        label = f"{a + b:.4f}" if REGRESSION else ["red", "green", "blue"][int(a * 3)]
+        line = f"r{seed}-{index},{a:.4f},{b:.4f},c{index % 4},u{index % 37}"
+        rows.append(line + (f",{label}" if labelled else ""))
+    path.write_text("\n".join(rows) + "\n")
+
+
+def test_five_folds_of_a_text_target_give_a_cv_score_and_a_submission_as_the_sample(
+    tmp_path, train_argv
+):
+    import predict
+
+    import cross_validation
+    import train
+    from options import build_parser
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    write_table(folder / "train.csv", 600, seed=1)
+    write_table(folder / "test.csv", 50, seed=2, labelled=False)
+    run_dir = tmp_path / "run"
+    argv = train_argv(folder, run_dir, "--epochs", "2", "--folds", "5", "--batch-size", "32")
+    train.train(build_parser().parse_args(argv))
+
+    oof = rows_of(run_dir / "output" / "oof.csv")
+    assert len(oof) == 600 and {row["fold"] for row in oof} == {"1", "2", "3", "4", "5"}
+    columns = ["prediction"] if REGRESSION else ["blue", "green", "red"]
+    assert list(oof[0]) == ["id", "fold", "target", *columns]
+    cv = (run_dir / "output" / "cv.json").read_text()
+    assert f'"cv_{cross_validation.CV_METRIC}"' in cv
+
+    test_ids = [row["id"] for row in rows_of(folder / "test.csv")]
+    header = ["id", "target"] if REGRESSION else ["id", "red", "green", "blue"]
+    sample = "\n".join(
+        [
+            ",".join(header),
+            *(f"{i}," + ",".join("0" * (len(header) - 1)) for i in reversed(test_ids)),
+        ]
+    )
+    (folder / "sample_submission.csv").write_text(sample + "\n")
+    out = tmp_path / "predictions"
+    assert (
+        predict.main(
+            ["--model", str(run_dir / "model"), "--data-dir", str(folder), "--out-dir", str(out)]
+        )
+        == 0
+    )
+    written = rows_of(out / "submission.csv")
+    assert list(written[0]) == header and [row["id"] for row in written] == test_ids[::-1]
+    if not REGRESSION:
+        assert all(abs(sum(float(row[c]) for c in header[1:]) - 1) < 1e-4 for row in written)
+
+
+def test_a_group_column_keeps_each_group_in_one_fold(tmp_path, monkeypatch):
+    import splits
+
+    write_table(tmp_path / "train.csv", 300, seed=3)
+    monkeypatch.setattr(data, "GROUP", "user")
+    users = {row["id"]: row["user"] for row in rows_of(tmp_path / "train.csv")}
+    seen = {}
+    for fold in (1, 2, 3):
+        dataset = data.load(tmp_path, splits.Fold(3, fold), seed=0)
+        held = {users[id_] for id_ in dataset.val.ids}
+        assert not held & {users[id_] for id_ in dataset.train.ids}  # no group on both sides
+        seen |= {user: fold for user in held}
+        assert "user" not in " ".join(dataset.info["columns"])  # who, not what to predict
+    assert len(seen) == 37
