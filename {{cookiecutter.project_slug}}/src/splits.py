@@ -70,12 +70,11 @@ def hold_out(split, validation, seed, groups=None):
     plain for numeric targets; with `groups`, a group number per example, every group whole in
     one fold). The same for a given seed whatever else changes."""
     generator = torch.Generator().manual_seed(seed)
-    if isinstance(validation, Fold) and groups is not None:
-        numbers = group_fold_numbers(torch.as_tensor(groups), validation.count, generator)
-        held = numbers == validation.index - 1
-        return split.take(torch.nonzero(~held).flatten()), split.take(torch.nonzero(held).flatten())
     if isinstance(validation, Fold):
-        numbers = fold_numbers(split.targets, len(split), validation.count, generator)
+        if groups is not None:
+            numbers = group_fold_numbers(torch.as_tensor(groups), validation.count, generator)
+        else:
+            numbers = fold_numbers(split.targets, len(split), validation.count, generator)
         held = numbers == validation.index - 1
         return split.take(torch.nonzero(~held).flatten()), split.take(torch.nonzero(held).flatten())
     order = torch.randperm(len(split), generator=generator)
@@ -102,15 +101,15 @@ def fold_numbers(targets, size, count, generator):
 def group_fold_numbers(groups, count, generator):
     """Each example's fold, 0 to count - 1, every group whole in one fold: the groups, largest
     first (ties in a random order), each to the fold with the fewest examples so far."""
-    names, sizes = torch.unique(groups, return_counts=True)
-    order = torch.randperm(len(names), generator=generator)
+    _, group_of, sizes = torch.unique(groups, return_inverse=True, return_counts=True)
+    order = torch.randperm(len(sizes), generator=generator)
     order = order[torch.sort(sizes[order], descending=True, stable=True).indices]
-    filled, fold_of = [0] * count, {}
-    for position in order.tolist():
+    filled, fold_of = [0] * count, torch.empty(len(sizes), dtype=torch.long)
+    for position, size in zip(order.tolist(), sizes[order].tolist(), strict=True):
         fold = min(range(count), key=lambda k: (filled[k], k))
-        fold_of[names[position].item()] = fold
-        filled[fold] += sizes[position].item()
-    return torch.tensor([fold_of[group] for group in groups.tolist()])
+        fold_of[position] = fold
+        filled[fold] += size
+    return fold_of[group_of]
 
 
 def identity(dataset):
