@@ -31,6 +31,32 @@ SMOKE_RENDERS = {
     "tabular": ["task=tabular"],
     "regression": ["task=regression"],
 }
+# The defaults run their whole suite. The launcher, the AWS side and the docs tests are the same
+# files in every render; another render runs the tests of what its choices change: the task's
+# data, model and train.py (training, resume, folds, torchrun, prediction), configs checked
+# against its options, the image build of a custom container, and PID 1 with DataLoader workers
+# (images read files through workers).
+TASK_TESTS = [
+    "tests/test_data.py",
+    "tests/test_train.py",
+    "tests/test_predict.py",
+    "tests/test_cross_validation.py",
+    "tests/test_distributed.py",
+    "tests/test_hostile_configs.py",
+]
+CHOICE_TESTS = {
+    "container=custom": ["tests/test_container.py", "tests/test_cleanup.py"],
+    "task=images": ["tests/test_sagemaker_container.py"],
+}
+
+
+def tests_of(overrides):
+    """The pytest arguments of a smoke render's suite: everything for the defaults."""
+    if not overrides:
+        return []
+    return TASK_TESTS + [test for choice in overrides for test in CHOICE_TESTS.get(choice, [])]
+
+
 # The render whose requirements include every optional dependency.
 SUPERSET_RENDER = ["experiment_tracking=mlflow", "container=custom"]
 
@@ -102,14 +128,19 @@ def tests(session):
 
 @nox.session(python=False)
 def smoke(session):
-    """Render the defaults and the other choices, then run each project's tests and smoke."""
+    """Render the defaults and the other choices, then run each project's tests (TASK_TESTS
+    outside the defaults) and smoke."""
     env = shared_env(session)
     for name in session.posargs or SMOKE_RENDERS:
         session.log(f"Smoke render: {name}")
         with tempfile.TemporaryDirectory() as output_dir:
             project = render(session, output_dir, *SMOKE_RENDERS[name])
             with session.chdir(project):
-                session.run(venv_bin("python"), "-m", "nox", "-s", "tests", "smoke", env=env)
+                tests = tests_of(SMOKE_RENDERS[name])
+                session.run(
+                    *(venv_bin("python"), "-m", "nox", "-s", "tests", "smoke", "--", *tests),
+                    env=env,
+                )
 
 
 @nox.session(python=False, default=False)

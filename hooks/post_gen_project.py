@@ -78,10 +78,11 @@ def print_next_steps(root):
     )
     steps = [
         f"cd {shlex.quote(root.name)}",
+        "python3 -m venv .venv && . .venv/bin/activate",
         "python -m pip install -r requirements-dev.txt",
         "python scripts/prepare_dataset.py synthetic",
         "python src/train.py --epochs 2",
-        f"bash scripts/run_job.sh 001 --dry-run    # the job request for {target}; no AWS call",
+        f"bash scripts/run_job.sh 001 --dry-run    # the job for {target}; no AWS call",
     ]
     if CONTEXT["container"] == "custom":
         steps.append("bash scripts/build_and_push.sh    # your image on ECR, before the first job")

@@ -24,8 +24,8 @@ KEPT_FOLDERS = ["dataset", "rawdata", "result/model", "result/output"]
 
 DEFAULT_FILES = {
     ".github/workflows/ci.yml",
+    ".github/job-python-version",
     ".gitignore",
-    ".python-version",
     "README.ja.md",
     "README.md",
     "config/exp001.yaml",
@@ -55,6 +55,7 @@ DEFAULT_FILES = {
     "launcher/__init__.py",
     "launcher/comparison.py",
     "launcher/aws_env.py",
+    "launcher/cleanup.py",
     "launcher/job_checks.py",
     "launcher/job_config.py",
     "launcher/job_cost.py",
@@ -68,6 +69,7 @@ DEFAULT_FILES = {
     "launcher/submission.py",
     "launcher/synthetic.py",
     "launcher/tuning.py",
+    "scripts/cleanup.py",
     "scripts/doctor.py",
     "scripts/predict.py",
     "scripts/prepare_dataset.py",
@@ -99,6 +101,8 @@ DEFAULT_FILES = {
     "tests/conftest.py",
     "tests/fixtures/pricing_get_products.json",
     "tests/fixtures/service_quotas_list_sagemaker.json",
+    "tests/test_aws_errors.py",
+    "tests/test_cleanup.py",
     "tests/test_cost.py",
     "tests/test_cross_validation.py",
     "tests/test_data.py",
@@ -317,7 +321,7 @@ def test_rendered_values_land_where_they_are_used(bake):
     env.pop("SAGEMAKER_ROLE_ARN", None)
     env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env["PATH"]])
     dry_run = subprocess.run(
-        ["bash", "scripts/run_job.sh", "001", "--dry-run"],
+        ["bash", "scripts/run_job.sh", "001", "--dry-run", "--json"],
         cwd=project,
         env=env,
         capture_output=True,
@@ -353,7 +357,7 @@ def test_pytorch_version_choices_all_have_a_training_image_in_the_sdk_table():
             instance_type="ml.g4dn.xlarge",
             image_scope="training",
         )
-        # The image's Python (py313) is what the project's .python-version and CI say.
+        # The image's Python (py313) is what the project's .github/job-python-version and CI say.
         python = TEMPLATE_SPEC["_image_python"][version]
         assert uri.endswith(f"pytorch-training:{version}-gpu-py{python.replace('.', '')}"), uri
 
@@ -362,7 +366,7 @@ def test_pytorch_version_choices_all_have_a_training_image_in_the_sdk_table():
 def test_rendered_python_version_is_the_images(bake, version):
     project = bake(pytorch_version=version)
     python = TEMPLATE_SPEC["_image_python"][version]
-    assert (project / ".python-version").read_text() == f"{python}\n"
+    assert (project / ".github/job-python-version").read_text() == f"{python}\n"
     for readme in ("README.md", "README.ja.md"):
         assert f"Python {python}" in (project / readme).read_text("utf-8")
 

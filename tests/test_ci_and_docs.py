@@ -157,9 +157,11 @@ def test_rendered_workflow_installs_dev_requirements_then_runs_tests_and_smoke(d
     (job,) = workflow["jobs"].values()
     (setup,) = uses(job, "actions/setup-python")
     assert setup["with"]["cache"] == "pip"
-    # The image's Python, rendered into .python-version (the workflow itself is not rendered).
-    assert setup["with"]["python-version-file"] == ".python-version"
-    assert (default_project / ".python-version").read_text().strip() in {"3.12", "3.13"}
+    # The image's Python, rendered into a file of its own (the workflow itself is not rendered);
+    # not .python-version, which pyenv would obey on the user's machine.
+    assert setup["with"]["python-version-file"] == ".github/job-python-version"
+    assert (default_project / ".github/job-python-version").read_text().strip() in {"3.12", "3.13"}
+    assert not (default_project / ".python-version").exists()
     for name in setup["with"]["cache-dependency-path"].split():
         assert (default_project / name).is_file(), name
     lines = run_lines(job)
@@ -689,7 +691,8 @@ def quick_start_commands():
 
 def test_quick_start_is_two_commands_and_the_second_is_what_ci_runs():
     render_command, test_command = quick_start_commands()
-    assert render_command.endswith("python3 -m cookiecutter .")
+    # Rendered beside the clone: a project inside it would be a folder of the template's repository.
+    assert render_command.endswith("python3 -m cookiecutter . -o ..")
     ci_lines = (TEMPLATE_DIR / ".ci" / "run").read_text().strip().splitlines()
     assert ci_lines[-1] == test_command
 

@@ -7,6 +7,7 @@ environment variable overrides the region, as it does for the AWS CLI.
 import argparse
 import os
 import re
+import sys
 from pathlib import Path, PurePosixPath
 
 from launcher import project
@@ -91,28 +92,73 @@ def boto_session(region):
     return boto3.Session(region_name=region)
 
 
+SETUP_FIX = (
+    "set up credentials with the AWS CLI (`aws configure sso`, or `aws configure` for access "
+    "keys; install: https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html)"
+)
+EXPIRED_CODES = {"ExpiredToken", "ExpiredTokenException", "RequestExpired"}
+UNKNOWN_KEY_CODES = {
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+}
+
+
 def error_message(error):
     """One line a user can act on, for the errors boto3 raises."""
-    from botocore.exceptions import (
-        ClientError,
-        EndpointConnectionError,
-        NoCredentialsError,
-        NoRegionError,
-    )
+    from botocore import exceptions
 
-    if isinstance(error, NoCredentialsError):
+    profile = os.environ.get("AWS_PROFILE") or os.environ.get("AWS_DEFAULT_PROFILE")
+    login = f"aws sso login --profile {profile}" if profile else "aws sso login"
+    if isinstance(error, exceptions.ProfileNotFound):
+        name = error.kwargs.get("profile", profile)
         return (
-            "no AWS credentials found: run `aws configure` or `aws sso login`, or set AWS_PROFILE"
+            f"the AWS profile {name!r} (AWS_PROFILE) is not in ~/.aws/config or "
+            f"~/.aws/credentials: `aws configure list-profiles` lists the ones there are; unset "
+            f"AWS_PROFILE for the default, or {SETUP_FIX}"
         )
-    if isinstance(error, NoRegionError):
+    if isinstance(error, exceptions.NoCredentialsError):
+        return f"no AWS credentials found: {SETUP_FIX}; or set AWS_PROFILE to a profile you have"
+    if isinstance(error, (exceptions.SSOError, exceptions.TokenRetrievalError)):
+        return f"the AWS SSO session has expired or is not signed in: run `{login}`"
+    if isinstance(error, (exceptions.PartialCredentialsError, exceptions.CredentialRetrievalError)):
+        return f"the AWS credentials are incomplete or unreadable ({error}): {SETUP_FIX}"
+    if isinstance(error, exceptions.NoRegionError):
         return "no AWS region: pass --region or set AWS_REGION"
-    if isinstance(error, EndpointConnectionError):
-        return f"cannot reach AWS ({error}); check the network and the region"
-    if isinstance(error, ClientError):
+    if isinstance(error, (exceptions.ConnectionError, exceptions.HTTPClientError)):
+        return f"cannot reach AWS ({error}); check the network (or proxy) and the region"
+    if isinstance(error, exceptions.ClientError):
         details = error.response.get("Error", {})
+        code = details.get("Code", "?")
+        if code in EXPIRED_CODES:
+            return f"the AWS credentials have expired: run `{login}` or renew the keys"
+        if code in UNKNOWN_KEY_CODES:
+            return f"AWS does not accept these credentials ({code}): check the keys; {SETUP_FIX}"
         operation = getattr(error, "operation_name", "AWS call")
-        return f"{operation} failed: {details.get('Code', '?')}: {details.get('Message', error)}"
+        return f"{operation} failed: {code}: {details.get('Message', error)}"
     return f"{type(error).__name__}: {error}"
+
+
+def is_aws_error(error):
+    """Whether botocore raised `error` (configuration, credentials, network, or an API answer)."""
+    if "botocore.exceptions" not in sys.modules:  # nothing imported botocore: not its error
+        return False
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return isinstance(error, (BotoCoreError, ClientError))
+
+
+def run_script(main):
+    """A script's main() with an AWS error it did not handle (a missing profile, expired
+    credentials, no network) ended in one line that says the fix, exit code 1, not a traceback."""
+    try:
+        return main()
+    except Exception as error:
+        if not is_aws_error(error):
+            raise
+        print(f"{Path(sys.argv[0]).name}: error: {error_message(error)}", file=sys.stderr)
+        return 1
 
 
 def download_prefix(s3_client, uri, destination):

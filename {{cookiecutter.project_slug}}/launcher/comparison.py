@@ -14,7 +14,8 @@ WHERE = ["jobs/*/exp.json", "tune/*/best/exp.json"]  # under --results, when it 
 
 
 def read_jobs(results):
-    """(folder, exp.json content) of every job under `results`, unreadable ones skipped."""
+    """(folder, exp.json content) of every job under `results`; unreadable ones skipped, and
+    launches SageMaker refused (NotCreated: no job, no cost; their exp.json says why)."""
     paths = [path for pattern in WHERE for path in results.glob(pattern)]
     paths += list(results.glob("*/exp.json"))
     jobs = []
@@ -23,7 +24,12 @@ def read_jobs(results):
             jobs.append((path.parent, json.loads(path.read_text())))
         except (OSError, ValueError) as error:
             print(f"report.py: skipped {path}: {error}", file=sys.stderr)
-    return jobs
+    return [(folder, exp) for folder, exp in jobs if exp.get("status") != "NotCreated"]
+
+
+def metric_cell(name, value):
+    """A metric as a table shows it: 4 decimals; whole numbers (epoch) without."""
+    return f"{value:g}" if name == "epoch" else f"{value:.4f}"
 
 
 def objective_of(exp):
@@ -61,7 +67,7 @@ def table(jobs, out_dir):
                 exp.get("config") or "-",
                 f"[{exp.get('job_name', folder.name)}]({link}/exp.json)",
                 exp.get("status", "-") + (" (local)" if exp.get("mode") == "local" else ""),
-                *(f"{final[name]:.4f}" if name in final else "-" for name in metrics),
+                *(metric_cell(name, final[name]) if name in final else "-" for name in metrics),
                 *(str(given.get(name, "-")) for name in hyperparameters),
                 str(exp.get("billable_seconds") or "-"),
                 job_cost.dollars(cost) if cost is not None else "-",

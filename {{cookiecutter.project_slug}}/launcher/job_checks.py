@@ -64,13 +64,8 @@ def unchecked(name, error):
 def credentials(session):
     try:
         identity = session.client("sts").get_caller_identity()
-    except Exception as error:
-        return Check(
-            "credentials",
-            False,
-            aws_env.error_message(error),
-            "aws configure, or aws sso login, or set AWS_PROFILE",
-        )
+    except Exception as error:  # the message says the fix
+        return Check("credentials", False, aws_env.error_message(error))
     if identity["Account"] != project.AWS_ACCOUNT_ID:
         return Check(
             "credentials",
@@ -286,9 +281,12 @@ def all_checks(session, region_name, role_arn, dataset_uri, instance_type, requi
 
 
 def before_launch(session, spec):
-    """The cheap checks run_job.py runs before launching `spec` (job_request.JobSpec): the role
-    and the quotas, failed ones only. Those that cannot be checked (missing permissions) let the
-    launch go ahead."""
+    """The cheap checks run_job.py runs before launching `spec` (job_request.JobSpec): the
+    credentials, the role and the quotas, failed ones only. Those that cannot be checked (missing
+    permissions) let the launch go ahead."""
+    signed_in = credentials(session)
+    if signed_in.passed is False:  # every other check would fail for the same reason
+        return [signed_in]
     required = usages(spec.use_spot, spec.keep_alive)
     checks = [execution_role(session, spec.role_arn)]
     checks += training_quotas(session, spec.instance_type, required, spec.instance_count)

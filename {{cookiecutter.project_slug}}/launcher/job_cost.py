@@ -80,6 +80,32 @@ def unpriced_partition(region):
     )
 
 
+def project_jobs(session):
+    """Every training job tagged with this project (SageMaker's Search API), any status."""
+    search = session.client("sagemaker").get_paginator("search")
+    tagged = {"Name": "Tags.project", "Operator": "Equals", "Value": project.PROJECT_SLUG}
+    pages = search.paginate(Resource="TrainingJob", SearchExpression={"Filters": [tagged]})
+    return [found["TrainingJob"] for page in pages for found in page.get("Results", [])]
+
+
+def project_spend(session, region):
+    """(USD, instance types without a price): what the project's jobs have billed, by
+    SageMaker's BillableTimeInSeconds, and a job still running at its bound (MaxRuntime)."""
+    spent, unpriced = 0.0, set()
+    for job in project_jobs(session):
+        resources = job.get("ResourceConfig", {})
+        price, _ = hourly_price(region, resources.get("InstanceType"))
+        if price is None:
+            unpriced.add(str(resources.get("InstanceType")))
+            continue
+        if job.get("TrainingJobStatus") in ("InProgress", "Stopping"):
+            seconds = job.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", 0)
+        else:
+            seconds = job.get("BillableTimeInSeconds") or 0
+        spent += seconds / 3600 * resources.get("InstanceCount", 1) * price
+    return spent, unpriced
+
+
 def hourly_price(region, instance_type):
     """(USD per hour, None) from the cache, or (None, why it is unknown)."""
     cached = read_cache().get(region)
@@ -94,7 +120,8 @@ def hourly_price(region, instance_type):
 
 
 def dollars(amount):
-    return f"${amount:,.2f}" if amount >= 0.01 else f"${amount:.4f}"
+    """$1,234.57, $0.03; a fraction of a cent as "under $0.01" (never "$0.0000")."""
+    return f"${amount:,.2f}" if amount >= 0.01 or amount == 0 else "under $0.01"
 
 
 def upper_bound(spec, price):

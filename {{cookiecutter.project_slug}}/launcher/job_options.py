@@ -30,6 +30,7 @@ def input_mode(text):
 
 # Every option of a job, defined once: run_job.py and tune.py take them all (add_job_options);
 # doctor.py and prices.py take the ones they check (add_options), with the same meaning.
+BUDGET_VARIABLE = "PROJECT_BUDGET_USD"  # a class sets it once for every student
 JOB_OPTIONS = {
     "--dataset-uri": dict(
         help="training data: s3://... (default: s3://sagemaker-<region>-<account>/dataset, where "
@@ -111,6 +112,15 @@ JOB_OPTIONS = {
         help="refuse to launch when the most the job(s) can cost is above this, or unknown "
         "(prices: scripts/prices.py; default: no limit)",
     ),
+    "--budget": dict(
+        type=options.positive_float,
+        metavar="USD",
+        default=os.environ.get(BUDGET_VARIABLE),
+        help="refuse to launch when what this project's jobs have cost so far (SageMaker's "
+        "records: every job tagged project=<this project>, a running one at its bound) plus the "
+        f"new job(s)' bound is above this, e.g. a class's budget (default: ${BUDGET_VARIABLE}, "
+        "else no limit)",
+    ),
 }
 
 
@@ -166,7 +176,8 @@ def check_job_options(parser, args, local=False):
 def check_cost(args, spec, jobs, results_dir=None):
     """Print the cost's upper bound on stderr: per job (with what the last completed job of the
     same config and instance type cost, when results_dir holds one) and in total for `jobs`
-    ([(config name, job count)]). ConfigError when --max-cost refuses the launch."""
+    ([(config name, job count)]); return that total (None: unknown). ConfigError when --max-cost
+    refuses the launch."""
     price, reason = job_cost.hourly_price(spec.region, spec.instance_type)
     print(job_cost.estimate_line(spec, price, reason), file=sys.stderr)
     for config_name, _ in jobs:
@@ -182,7 +193,7 @@ def check_cost(args, spec, jobs, results_dir=None):
     if count > 1 and total is not None:
         print(f"  {count} jobs: at most {job_cost.dollars(total)} in total", file=sys.stderr)
     if args.max_cost is None:
-        return
+        return total
     if total is None:
         raise ConfigError(f"--max-cost {args.max_cost}: the cost is unknown ({reason})")
     if total > args.max_cost:
@@ -191,11 +202,49 @@ def check_cost(args, spec, jobs, results_dir=None):
             f"{job_cost.dollars(args.max_cost)}: lower --max-run, the instance count or type, "
             "or raise --max-cost; nothing was launched"
         )
+    return total
+
+
+def check_budget(args, session, bound):
+    """With --budget: ConfigError unless this project's spend so far (SageMaker's records and the
+    cached prices) plus `bound`, the new jobs' most, stays within it."""
+    if args.budget is None:
+        return
+    if bound is None:
+        raise ConfigError(
+            f"--budget {args.budget}: the new job's cost is unknown (prices: {job_cost.REFRESH})"
+        )
+    spent, unpriced = job_cost.project_spend(session, args.region)
+    if unpriced:
+        types = ", ".join(sorted(unpriced))
+        raise ConfigError(f"--budget {args.budget}: no price for {types} ({job_cost.REFRESH})")
+    if spent + bound > args.budget:
+        raise ConfigError(
+            f"this project's jobs have cost {job_cost.dollars(spent)} so far (running ones at "
+            f"their bound); with at most {job_cost.dollars(bound)} more that is above --budget "
+            f"{job_cost.dollars(args.budget)}; nothing was launched"
+        )
+    print(
+        f"budget: {job_cost.dollars(spent)} spent of {job_cost.dollars(args.budget)}, "
+        f"at most {job_cost.dollars(bound)} more",
+        file=sys.stderr,
+    )
+
+
+class JobParser(options.SuggestingParser):
+    """A launcher script's parser: an option of train.py's given here says where it goes."""
+
+    def hint(self, unknown_option):
+        train_options = options.build_parser()._option_string_actions
+        if unknown_option in train_options and unknown_option not in ("-h", "--help"):
+            key = unknown_option.lstrip("-").replace("-", "_")
+            return f"{unknown_option} is train.py's option: set `{key}: ...` in the config YAML"
+        return super().hint(unknown_option)
 
 
 def parser_from_doc(doc):
     """A parser described by a script's docstring: its first line, and its examples below."""
-    return argparse.ArgumentParser(
+    return JobParser(
         description=doc.split("\n")[0],
         epilog=doc.split("\n", 2)[2],
         formatter_class=argparse.RawDescriptionHelpFormatter,

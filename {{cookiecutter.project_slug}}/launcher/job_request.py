@@ -6,7 +6,9 @@ runs it on this machine, a launch sends it. Offline builds (dry run, local) make
 
 import contextlib
 import os
+import re
 import shutil
+import sys
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -63,12 +65,29 @@ def role_arn(role, region):
     return role
 
 
+PROFILE_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE")
+
+
+def load_sdk():
+    """Import the SageMaker SDK. Its import makes a default boto3 session
+    (sagemaker.core.jumpstart.constants), which fails when AWS_PROFILE names a profile that is
+    not there; its offline parts (image URIs, building a request) need no profile."""
+    if "sagemaker.train.model_trainer" in sys.modules:
+        return
+    hidden = {name: os.environ.pop(name) for name in PROFILE_VARIABLES if name in os.environ}
+    try:
+        import sagemaker.train.model_trainer  # noqa: F401
+    finally:
+        os.environ.update(hidden)
+
+
 def default_image_uri(region, instance_type):
     """The SageMaker PyTorch training image, or this project's own image on ECR."""
     if project.CONTAINER == "custom":
         # Where scripts/build_and_push.sh pushes: the partition's domain (.com.cn in China).
         registry = f"{project.AWS_ACCOUNT_ID}.dkr.ecr.{region}.{aws_env.dns_suffix(region)}"
         return f"{registry}/{project.PROJECT_SLUG}:latest"
+    load_sdk()
     from sagemaker.core import image_uris
 
     uri = image_uris.retrieve(
@@ -107,7 +126,10 @@ def offline_session(region, bucket):
     before it leaves this machine.
     """
     import boto3
+    import botocore.session
     from botocore.awsrequest import AWSResponse
+
+    load_sdk()
     from sagemaker.core.helper.session_helper import Session
 
     def refuse(event_name, **_):
@@ -135,7 +157,10 @@ def offline_session(region, bucket):
         }.get(model.name, {})
         return AWSResponse(params["url"], 200, {}, None), answer
 
-    boto = boto3.Session(region_name=region)
+    # No profile and placeholder keys: whatever ~/.aws holds or lacks, this session sends nothing.
+    core = botocore.session.get_session({"profile": (None, None, None, None)})
+    core.set_credentials("offline", "offline")
+    boto = boto3.Session(botocore_session=core, region_name=region)
     boto.events.register("before-call", refuse)
     for operation in OFFLINE_UPLOAD_CALLS:  # the more specific event wins over "before-call"
         boto.events.register(f"before-call.s3.{operation}", pretend_upload)
@@ -236,7 +261,25 @@ def checkpoint_prefix(spec, base_job_name, bucket):
 
 
 def job_tags(spec, config_name):
-    return {"project": project.PROJECT_SLUG, "experiment": spec.experiment, "config": config_name}
+    """Tags on every job and tuning job; activate `project` and `user` as cost allocation tags
+    (Billing console) to see the bill per project and per person."""
+    return {
+        "project": project.PROJECT_SLUG,
+        "user": launching_user(),
+        "experiment": spec.experiment,
+        "config": config_name,
+    }
+
+
+def launching_user():
+    """Who launches: the login name, as a tag value may hold it (letters, digits, _.:/=+-@)."""
+    import getpass
+
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):  # no login name (some containers)
+        name = "unknown"
+    return re.sub(r"[^\w.:/=+\-@ ]", "_", name)[:256] or "unknown"
 
 
 def training_channel(spec):

@@ -99,8 +99,40 @@ def dry_run(args, configs):
         for config, base_name in configs:
             requests.append(build_request(spec, config, base_name, session))
             show_driver(requests[-1], session)
-    print(json.dumps(requests[0] if len(requests) == 1 else requests, indent=2, default=str))
+    if args.json:
+        print(json.dumps(requests[0] if len(requests) == 1 else requests, indent=2, default=str))
+        return 0
+    for request in requests:
+        print("\n".join(request_summary(request)))
+    print("(the whole CreateTrainingJob request: add --json)")
     return 0
+
+
+def request_summary(request):
+    """The lines of a request a person checks before paying for it."""
+    resources, stopping = request["ResourceConfig"], request["StoppingCondition"]
+    kind = "spot" if request.get("EnableManagedSpotTraining") else "on-demand"
+    compute = f"{resources['InstanceCount']} x {resources['InstanceType']} ({kind})"
+    compute += f", at most {stopping['MaxRuntimeInSeconds']} s"
+    if resources.get("KeepAlivePeriodInSeconds"):
+        compute += f", warm pool kept {resources['KeepAlivePeriodInSeconds']} s"
+    given = request.get("HyperParameters") or {}
+    hyperparameters = " ".join(f"{key}={value}" for key, value in given.items())
+    data = [
+        f"{channel['ChannelName']} <- {channel['DataSource']['S3DataSource']['S3Uri']}"
+        for channel in request["InputDataConfig"]
+        if channel["ChannelName"] not in ("code", "sm_drivers")
+    ]
+    rows = [
+        ("image", request["AlgorithmSpecification"]["TrainingImage"]),
+        ("compute", compute),
+        ("hyperparameters", hyperparameters or "train.py's defaults"),
+        ("data", ", ".join(data)),
+        ("output", request["OutputDataConfig"]["S3OutputPath"]),
+        ("checkpoints", (request.get("CheckpointConfig") or {}).get("S3Uri", "-")),
+        ("tags", " ".join(f"{tag['Key']}={tag['Value']}" for tag in request.get("Tags", []))),
+    ]
+    return [request["TrainingJobName"], *(f"  {name:<16} {value}" for name, value in rows)]
 
 
 def show_driver(request, session):
@@ -214,13 +246,17 @@ def launch(args, configs):
     from launcher.job_request import build_request, online_session
 
     spec = job_options.job_spec(args)
-    job_options.check_cost(args, spec, [(config.name, 1) for config, _ in configs], args.out_dir)
+    jobs = [(config.name, 1) for config, _ in configs]
+    bound = job_options.check_cost(args, spec, jobs, args.out_dir)
     session = aws_env.boto_session(args.region)
     failed = job_checks.before_launch(session, spec)
+    if failed and failed[0].name == "credentials":
+        raise ConfigError(f"{failed[0].detail}; nothing was launched")
     if failed:
         lines = [line for check in failed for line in check.lines()]
         lines.append("nothing was launched; python scripts/doctor.py checks the rest")
         raise ConfigError("\n".join(lines))
+    job_options.check_budget(args, session, bound)
     sagemaker = session.client("sagemaker")
     launched, outcomes = [], []  # launched: (config name, job name, folder)
     sagemaker_session = online_session(args.region, aws_env.default_bucket(args.region))
@@ -229,9 +265,8 @@ def launch(args, configs):
         try:
             request = build_request(spec, config, base_name, sagemaker_session)
             sagemaker.create_training_job(**request)
-        except Exception as error:  # API, credentials, role: report it, launch the rest
+        except Exception as error:  # API, role: recorded (print_outcomes says it), launch the rest
             message = aws_env.error_message(error)
-            print(f"run_job.py: error: {config.path.name}: {message}", file=sys.stderr)
             job_name = request["TrainingJobName"] if request else base_name
             folder = job_folder(args, job_name, config, len(configs) > 1)
             outcomes.append((config.name, not_created(folder, request, base_name, message), []))

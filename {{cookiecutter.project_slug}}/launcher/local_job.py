@@ -260,6 +260,8 @@ def run_container(request, channel_dirs, workdir, echo=print, checkpoints=None, 
     log_events = []
 
     def log(line):
+        # The temporary tree is gone once the run ends: say /opt/ml, as a job's log would.
+        line = line.replace(str(opt_ml), "/opt/ml")
         log_events.append((int(time.time() * 1000), line))
         echo(line)
 

@@ -82,6 +82,8 @@ def pictures(dataset, test_outputs, model, out_dir):
         title = "Misclassified validation images (true as predicted)"
         images = torch.stack([dataset.val[i][0] for i in wrong.tolist()])
         files.append(plots.plot_examples(images, captions, out_dir / "misclassified.png", title))
+    else:
+        print("every validation image is predicted right: no misclassified.png")
     return files
 
 

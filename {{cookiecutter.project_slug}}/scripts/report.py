@@ -9,7 +9,6 @@ status, the billable time and the cost (launcher/comparison.py). Below, each Kag
 (scripts/submit.py) with its CV score beside its public score.
 """
 
-import os
 import sys
 from pathlib import Path
 
@@ -44,9 +43,12 @@ def main(argv=None):
         return 0
     args.out.parent.mkdir(parents=True, exist_ok=True)
     image = comparison.picture(jobs, args.out.with_suffix(".png"))
+    where = args.results.resolve()
+    if where.is_relative_to(project.PROJECT_ROOT):
+        where = where.relative_to(project.PROJECT_ROOT)
     costs = [exp.get("cost_usd") for _, exp in jobs if exp.get("cost_usd") is not None]
     lines = [
-        f"# Jobs under {os.path.relpath(args.results, args.out.parent)}",
+        f"# {project.PROJECT_NAME}: jobs in {where}",
         "",
         f"{len(jobs)} job(s), best first by {job_config.OBJECTIVE} "
         f"({job_config.OBJECTIVE_TYPE.lower()}d); known cost {job_cost.dollars(sum(costs))}.",

@@ -2,7 +2,7 @@
 
     python scripts/run_job.py --config config/exp001.yaml          # launch, wait, fetch
     python scripts/run_job.py --config config/exp001.yaml config/exp002.yaml   # in parallel
-    python scripts/run_job.py --dry-run      # print the CreateTrainingJob request; no AWS call
+    python scripts/run_job.py --dry-run      # what would be launched, and its cost; no AWS call
     python scripts/run_job.py --max-cost 2   # refuse unless the job surely costs at most $2
     python scripts/run_job.py --local        # run that request on this machine (no Docker)
     python scripts/run_job.py --instance-count 2   # data-parallel on 2 hosts (torchrun)
@@ -21,7 +21,7 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(PROJECT), str(PROJECT / "src")]  # launcher/; src/ as train.py imports it
 import options
-from launcher import job_options, jobs, project
+from launcher import aws_env, job_options, jobs, project
 from launcher.job_config import ConfigError
 
 
@@ -45,7 +45,10 @@ def build_parser():
     job_options.add_result_options(parser, project.JOB_RESULTS_DIR, "result/jobs/")
     modes = parser.add_mutually_exclusive_group()
     modes.add_argument(
-        "--dry-run", action="store_true", help="print the request as JSON; no AWS call"
+        "--dry-run", action="store_true", help="show what would be launched; no AWS call"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="with --dry-run: the whole request, as JSON"
     )
     modes.add_argument(
         "--local",
@@ -69,6 +72,8 @@ def parse_args(argv=None):
         parser.error(
             "--local runs one host; use --distributed --processes-per-host N for several processes"
         )
+    if args.json and not args.dry_run:
+        parser.error("--json goes with --dry-run")
     if args.folds and args.fetch:
         parser.error("--folds launches fold jobs; fetch them by name without it")
     if args.no_wait and (args.local or args.dry_run):
@@ -97,4 +102,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(aws_env.run_script(main))

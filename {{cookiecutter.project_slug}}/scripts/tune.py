@@ -80,7 +80,8 @@ def main(argv=None):
         if not name:
             config = tuning.load_tuning(args.config, options.build_parser())
             spec = job_options.job_spec(args)
-            job_options.check_cost(args, spec, [(config.name, tuning.trial_count(config))])
+            trials = [(config.name, tuning.trial_count(config))]
+            bound = job_options.check_cost(args, spec, trials)
             name = tuning.tuning_job_name(args.exp_name, config.name)
         bucket = aws_env.default_bucket(args.region)
         if args.dry_run:
@@ -89,6 +90,7 @@ def main(argv=None):
             print(json.dumps(request, indent=2, default=str))
             return 0
         if not args.fetch:
+            job_options.check_budget(args, aws_env.boto_session(args.region), bound)
             tuning.launch(spec, config, name, online_session(args.region, bucket))
             print(f"Launched tuning job {name}")
     except ConfigError as error:
@@ -122,4 +124,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(aws_env.run_script(main))

@@ -8,7 +8,6 @@ sends nothing and a rerun after an interruption sends only what is missing. The 
 ETag, which for an upload made by this script is predictable from the file (MD5 of each part).
 """
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -21,7 +20,7 @@ MAX_WORKERS = 64
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = options.SuggestingParser(
         description="Upload a dataset folder to S3 (skipping files already there).",
         epilog="Prints the --dataset-uri to pass to scripts/run_job.py.",
     )
@@ -98,4 +97,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(aws_env.run_script(main))

@@ -1,10 +1,11 @@
 """train.py's command-line options, importable without torch.
 
 run_job.py checks a config YAML against this parser before any AWS call, so it
-must stay free of heavy imports (and of imports from src/: it is loaded by path).
+must stay free of heavy imports (the launcher imports it, as train.py does).
 """
 
 import argparse
+import difflib
 import math
 import os
 from pathlib import Path
@@ -13,9 +14,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # src/tracking.py comes with projects rendered with experiment tracking.
 HAS_TRACKING = Path(__file__).with_name("tracking.py").is_file()
 MAX_WIDTH = 1024  # a bound that stops a typo (100000) from exhausting memory, not a tuning hint
+MAX_FOLDS = 20
 # Options that steer a run without changing what it computes: a checkpoint saved under other
 # values of these still resumes. Every other option, a new one too, is part of its identity.
-MAX_FOLDS = 20
 RUN_CONTROLS = {"data_dir", "model_dir", "output_data_dir", "checkpoint_dir", "resume"}
 RUN_CONTROLS |= {"log_interval", "checkpoint_interval", "tracking", "num_workers"}
 
@@ -160,7 +161,26 @@ def add_image_options(group):
 
 
 #% endif
-class TrainParser(argparse.ArgumentParser):
+class SuggestingParser(argparse.ArgumentParser):
+    """An ArgumentParser whose "unrecognized arguments" error says which option was meant
+    (--epoch: did you mean --epochs?), as Python 3.14's suggest_on_error does for choices."""
+
+    def parse_args(self, args=None, namespace=None):
+        parsed, unknown = self.parse_known_args(args, namespace)
+        if unknown:
+            hints = [self.hint(text.split("=")[0]) for text in unknown if text.startswith("-")]
+            hints = "; ".join(hint for hint in hints if hint)
+            hints = f" ({hints})" if hints else ""
+            self.error(f"unrecognized arguments: {' '.join(unknown)}{hints}")
+        return parsed
+
+    def hint(self, unknown_option):
+        """What to say of an option this parser does not have, or None."""
+        close = difflib.get_close_matches(unknown_option, self._option_string_actions, n=1)
+        return f"did you mean {close[0]}?" if close else None
+
+
+class TrainParser(SuggestingParser):
     """train.py's parser: each option's own checks, then those between options."""
 
     def parse_args(self, args=None, namespace=None):

@@ -9,10 +9,11 @@ import pytest
 from aws_fakes import FIXTURES, PROJECT_ROOT, REGION, run_script
 from botocore.stub import Stubber
 
-from launcher import job_cost, project
+from launcher import job_cost, job_options, project
 
 RUN_JOB, TUNE = PROJECT_ROOT / "scripts" / "run_job.py", PROJECT_ROOT / "scripts" / "tune.py"
 PRICES = PROJECT_ROOT / "scripts" / "prices.py"
+MOTO_ACCOUNT = "123456789012"
 US_EAST_1_TRAINING = {  # what tests/fixtures/pricing_get_products.json holds for training there
     "ml.g4dn.xlarge": 0.736,
     "ml.g5.xlarge": 1.408,
@@ -86,6 +87,7 @@ def test_dry_run_with_prices_gives_the_upper_bound_in_dollars(aws_call_recorder,
     done = script(
         RUN_JOB,
         "--dry-run",
+        "--json",
         "--no-use-spot",
         "--max-run",
         "1800",
@@ -201,3 +203,68 @@ def test_max_cost_in_a_partition_without_listed_prices_says_why_and_calls_nothin
     assert "lists no USD training prices for " + region in done.stderr.strip().splitlines()[-1]
     assert refresh.returncode == 1 and "partition" in refresh.stderr
     assert aws_call_recorder == []
+
+
+def project_job(aws, name, status, billable_seconds, project_slug=project.PROJECT_SLUG):
+    """A training job in moto, tagged as run_job.py tags them, with SageMaker's record of it."""
+    from moto.sagemaker.models import sagemaker_backends
+
+    aws.client("sagemaker").create_training_job(
+        TrainingJobName=name,
+        AlgorithmSpecification={"TrainingImage": "image", "TrainingInputMode": "File"},
+        RoleArn=f"arn:aws:iam::{project.AWS_ACCOUNT_ID}:role/Role",
+        OutputDataConfig={"S3OutputPath": "s3://bucket/out"},
+        ResourceConfig={"InstanceType": "ml.m5.xlarge", "InstanceCount": 2, "VolumeSizeInGB": 30},
+        StoppingCondition={"MaxRuntimeInSeconds": 3600},
+        Tags=[{"Key": "project", "Value": project_slug}, {"Key": "user", "Value": "student1"}],
+    )
+    # moto serves these attributes as they are set; it keeps no billable time of its own.
+    job = sagemaker_backends[MOTO_ACCOUNT][REGION].training_jobs[name]
+    job.training_job_status, job.billable_time_in_seconds = status, billable_seconds
+
+
+@pytest.fixture
+def class_jobs(aws):
+    """On ml.m5.xlarge ($0.23/h) x 2: a finished job that billed 30 min ($0.23), one running
+    (at its one-hour bound: $0.46), and another project's job, which is not this one's spend."""
+    job_cost.write_cache(REGION, US_EAST_1_TRAINING)
+    project_job(aws, "done-1", "Completed", 1800)
+    project_job(aws, "running-2", "InProgress", None)
+    project_job(aws, "other-3", "Completed", 36000, project_slug="someone-else")
+    return 0.23 + 0.46
+
+
+def test_the_projects_spend_is_what_sagemaker_billed_its_tagged_jobs(aws, class_jobs):
+    spent, unpriced = job_cost.project_spend(aws_session(), REGION)
+
+    assert spent == pytest.approx(class_jobs) and unpriced == set()
+
+
+def test_budget_refuses_a_launch_the_projects_spend_would_take_past_it(aws, class_jobs, tmp_path):
+    options = ["--instance-type", "ml.m5.xlarge", "--max-run", "3600", "--no-use-spot"]
+    before = aws.client("sagemaker").list_training_jobs()["TrainingJobSummaries"]
+
+    class_budget = {**os.environ, job_options.BUDGET_VARIABLE: "0.8"}  # as --budget 0.8
+    done = script(RUN_JOB, *options, env=class_budget, cwd=tmp_path)
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    refusal = done.stderr.strip().splitlines()[-1]
+    assert "this project's jobs have cost $0.69 so far" in refusal
+    assert "with at most $0.23 more that is above --budget $0.80; nothing was launched" in refusal
+    assert aws.client("sagemaker").list_training_jobs()["TrainingJobSummaries"] == before
+
+
+def test_within_budget_the_launch_goes_on_and_says_how_much_is_left(aws, class_jobs, capsys):
+    from argparse import Namespace
+
+    args = Namespace(budget=1.0, region=REGION)
+
+    job_options.check_budget(args, aws_session(), 0.23)
+
+    assert "budget: $0.69 spent of $1.00, at most $0.23 more" in capsys.readouterr().err
+
+
+def aws_session():
+    import boto3
+
+    return boto3.Session(region_name=REGION)

@@ -140,8 +140,8 @@ def test_no_credentials_fail_with_how_to_get_them(account, capsys, monkeypatch):
 
     code, lines = diagnose(capsys)
 
-    check, fix = line_of(lines, "credentials")
-    assert code == 1 and "no AWS credentials found" in check and "aws configure" in fix
+    check, _ = line_of(lines, "credentials")
+    assert code == 1 and "no AWS credentials found" in check and "aws configure" in check
 
 
 def test_a_region_without_sagemaker_fails(account, capsys):

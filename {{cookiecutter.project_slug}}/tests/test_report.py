@@ -10,7 +10,7 @@ from aws_fakes import PROJECT_ROOT, run_script
 from PIL import Image
 
 import options
-from launcher import job_config
+from launcher import job_config, project
 
 MAXIMIZE = job_config.OBJECTIVE_TYPE == "Maximize"
 
@@ -82,6 +82,26 @@ def test_the_report_ranks_jobs_by_the_objective_with_what_differs_and_what_they_
     with Image.open(several_jobs / "report.png") as image:
         assert image.format == "PNG"
     assert capsys.readouterr().out.startswith(f"wrote {out} and report.png: 4 job(s)")
+
+
+def test_a_refused_launch_is_no_job_and_the_report_reads_as_a_person_would_write_it(
+    tmp_path, capsys
+):
+    results = tmp_path / "result"
+    reason = "CreateTrainingJob failed: ValidationException: bad"
+    write_job(results, "1", status="NotCreated", failure_reason=reason)
+    final = {job_config.OBJECTIVE: 0.9, "epoch": 5.0}
+    write_job(results, "2", status="Completed", final_metrics=final, cost_usd=0.00002)
+    out = tmp_path / "report.md"
+
+    assert report.main(["--results", str(results), "--out", str(out)]) == 0
+
+    text = out.read_text()
+    assert text.splitlines()[0] == f"# {project.PROJECT_NAME}: jobs in {results}"
+    assert "NotCreated" not in text and "job-1" not in text  # its exp.json still says why
+    (row,) = [line for line in text.splitlines() if "job-2" in line]
+    assert "| 5 |" in row and "| under $0.01 |" in row and "0.0000" not in text
+    assert "1 job(s)" in capsys.readouterr().out
 
 
 def test_no_jobs_yet_says_so_and_writes_nothing(tmp_path, capsys):

@@ -214,7 +214,8 @@ def test_api_error_leaves_no_job_and_a_result_saying_why(
     done = run_job("--config", tiny_config, "--out-dir", out, env=environment(), cwd=tmp_path)
 
     assert done.returncode == 1
-    assert "CreateTrainingJob failed: ValidationException" in done.stderr
+    said = done.stdout + done.stderr
+    assert said.count("CreateTrainingJob failed: ValidationException") == 1, said
     _, exp = only_result(out)
     assert exp["status"] == "NotCreated"
     assert "not available" in exp["failure_reason"]
@@ -389,8 +390,23 @@ def test_bad_options_are_refused_with_the_reason(aws_call_recorder, tmp_path, op
     assert aws_call_recorder == []
 
 
+def test_a_dry_run_shows_what_would_be_launched_on_one_screen(aws_call_recorder, tmp_path):
+    config = write_config(tmp_path / "tiny.yaml")
+    done = run_job("--dry-run", "--config", config, env=environment(), cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) <= 10 and lines[-1] == "(the whole CreateTrainingJob request: add --json)"
+    assert lines[0].startswith(f"{project.EXPERIMENT_NAME}-tiny-")
+    shown = dict(line.split(maxsplit=1) for line in lines[1:-1])
+    assert shown["compute"].startswith(f"1 x {project.INSTANCE_TYPE} (")
+    assert "epochs=1" in shown["hyperparameters"] and shown["data"].startswith("training <- s3://")
+    assert f"project={project.PROJECT_SLUG} user=" in shown["tags"]
+    assert aws_call_recorder == []
+
+
 def test_dry_run_prints_the_request_without_any_aws_call(aws_call_recorder, tmp_path):
-    done = run_job("--dry-run", env=environment(), cwd=tmp_path)
+    done = run_job("--dry-run", "--json", env=environment(), cwd=tmp_path)
 
     assert done.returncode == 0, done.stderr
     request = json.loads(done.stdout)
@@ -454,6 +470,7 @@ def test_dry_run_request_snapshot_with_spot(aws_call_recorder, tmp_path, tiny_co
     #% endif
     done = run_job(
         "--dry-run",
+        "--json",
         "--config",
         tiny_config,
         "--use-spot",
@@ -539,6 +556,7 @@ def test_dry_run_request_snapshot_with_spot(aws_call_recorder, tmp_path, tiny_co
         ),
         "Tags": [
             {"Key": "project", "Value": project.PROJECT_SLUG},
+            {"Key": "user", "Value": job_request.launching_user()},
             {"Key": "experiment", "Value": project.EXPERIMENT_NAME},
             {"Key": "config", "Value": "tiny"},
         ],
@@ -556,9 +574,8 @@ def test_dry_run_request_snapshot_with_spot(aws_call_recorder, tmp_path, tiny_co
 
 
 def test_dry_run_without_spot_keeps_a_warm_pool_when_asked(aws_call_recorder, tmp_path):
-    done = run_job(
-        "--dry-run", "--no-use-spot", "--keep-alive", "900", env=environment(), cwd=tmp_path
-    )
+    options = ["--dry-run", "--json", "--no-use-spot", "--keep-alive", "900"]
+    done = run_job(*options, env=environment(), cwd=tmp_path)
 
     assert done.returncode == 0, done.stderr
     request = json.loads(done.stdout)
@@ -727,7 +744,7 @@ def test_ctrl_c_in_local_stops_the_job_as_sagemaker_does_with_sigterm_to_train_p
 
 
 def dry_run_requests(capsys, *options):
-    code = run_job_script.main(["--dry-run", *map(str, options)])
+    code = run_job_script.main(["--dry-run", "--json", *map(str, options)])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     requests = json.loads(captured.out)

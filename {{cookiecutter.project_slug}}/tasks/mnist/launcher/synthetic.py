@@ -1,6 +1,9 @@
 """Synthetic MNIST: handwritten-looking digits drawn as strokes (arcs and lines) under a random
 slant, rotation, scale, position, wobble, stroke width and noise, so a CNN has to learn shapes, as
-on real MNIST. scripts/prepare_dataset.py writes them in MNIST's own files.
+on real MNIST. Some are hard to read, as on real MNIST: a stretch of the pen's path left out (a 9
+with a short tail, an open 0), a stray mark beside the digit, faint ink. So a CNN learns for
+several epochs and still confuses a few pairs. scripts/prepare_dataset.py writes them in MNIST's
+own files.
 """
 
 import numpy as np
@@ -81,6 +84,9 @@ GLYPHS = [
     ],
 ]
 SPACING = 0.04  # between points along a stroke, in glyph units: under 1.5 stroke sigmas
+MAX_GAP = 0.5  # the largest share of a digit's path left out
+MARK_SHARE = 0.35  # of images with a stray mark
+MARK_POINTS = 12
 
 
 def resample(polyline):
@@ -114,6 +120,14 @@ def random_styles(rng, count):
         "width": rng.uniform(0.65, 1.25, count),  # stroke sigma in pixels
         "ink": rng.uniform(1.4, 2.2, count),
         "noise": rng.uniform(0.0, 0.12, count),
+        # A gap in the pen's path: a fraction of the glyph's points, from a random place.
+        "gap": rng.uniform(0.0, 1.0, count) ** 1.5 * MAX_GAP,
+        "gap_start": rng.random(count),
+        # A stray mark: a short line at a random place, in some images only.
+        "mark": (rng.random(count) < MARK_SHARE) * rng.uniform(0.5, 1.0, count),
+        "mark_from": rng.uniform(2.0, SIZE - 3.0, (count, 2)),
+        "mark_angle": rng.uniform(0.0, np.pi, count),
+        "mark_length": rng.uniform(4.0, 11.0, count),
     }
     return {key: value.astype(np.float32) for key, value in styles.items()}
 
@@ -136,6 +150,16 @@ def draw(points, style):
     centre = (SIZE - 1) / 2
     x = x + centre + style["shift"][:, :1]
     y = y + centre + style["shift"][:, 1:]
+    # Ink per point: 0 along the gap; then the stray mark's points, 0 where there is none.
+    where = np.linspace(0.0, 1.0, points.shape[0], dtype=np.float32)
+    into_gap = (where - style["gap_start"][:, None]) % 1.0
+    weight = (into_gap >= style["gap"][:, None]).astype(np.float32)
+    along = np.linspace(0.0, 1.0, MARK_POINTS, dtype=np.float32) * style["mark_length"][:, None]
+    mark_x = style["mark_from"][:, :1] + along * np.cos(style["mark_angle"])[:, None]
+    mark_y = style["mark_from"][:, 1:] + along * np.sin(style["mark_angle"])[:, None]
+    x, y = np.concatenate([x, mark_x], axis=1), np.concatenate([y, mark_y], axis=1)
+    mark_ink = np.repeat(style["mark"][:, None], MARK_POINTS, axis=1)
+    weight = np.concatenate([weight, mark_ink], axis=1)
 
     pixels = np.arange(SIZE, dtype=np.float32)
     scale = -0.5 / style["width"][:, None, None] ** 2  # width = the blob's sigma
@@ -143,7 +167,7 @@ def draw(points, style):
     def blobs(coordinate):  # (n, k, SIZE); the floor keeps floats normal (subnormals are slow)
         return np.exp(np.maximum(np.square(pixels - coordinate[:, :, None]) * scale, -20.0))
 
-    columns, rows = blobs(x), blobs(y)
+    columns, rows = blobs(x) * weight[:, :, None], blobs(y)
     ink = rows.transpose(0, 2, 1) @ columns  # (n, SIZE rows, SIZE columns)
     # Blobs overlap along a stroke; scale so that a stroke's centre line reaches `ink`.
     step = SPACING * style["height"][:, None, None]
