@@ -31,22 +31,14 @@ SMOKE_RENDERS = {
     "tabular": ["task=tabular"],
     "regression": ["task=regression"],
 }
-# The defaults run their whole suite. The launcher, the AWS side and the docs tests are the same
-# files in every render; another render runs the tests of what its choices change: the task's
-# data, model and train.py (training, resume, folds, torchrun, prediction), configs checked
-# against its options, the image build of a custom container, and PID 1 with DataLoader workers
-# (images read files through workers).
-TASK_TESTS = [
-    "tests/test_data.py",
-    "tests/test_train.py",
-    "tests/test_predict.py",
-    "tests/test_cross_validation.py",
-    "tests/test_distributed.py",
-    "tests/test_hostile_configs.py",
-]
+# The defaults run their whole suite. The launcher, training machinery (resume, folds, torchrun,
+# PID 1), the AWS side and the docs are the same files in every render and are proven there;
+# another render runs the tests of what its choices change: the task's own data and model
+# (tests/test_data.py trains, resumes and predicts with them end to end), prediction in its
+# format, and a custom container's image and its ECR clean-up.
+TASK_TESTS = ["tests/test_data.py", "tests/test_predict.py"]
 CHOICE_TESTS = {
     "container=custom": ["tests/test_container.py", "tests/test_cleanup.py"],
-    "task=images": ["tests/test_sagemaker_container.py"],
 }
 
 
