@@ -12,6 +12,8 @@ nothing is written.
 """
 
 import csv
+import shutil
+from datetime import datetime
 from pathlib import Path
 
 import torch
@@ -104,6 +106,17 @@ def as_sample(sample, ids, outputs, info):
         for id_, index in zip(sample_ids, found, strict=True)
     ]
     return header, rows
+
+
+def keep_earlier(path):
+    """A copy of an earlier submission.csv beside it, named after when it was written
+    (submission-20261206093000.csv), before a new one replaces it; its path, or None."""
+    if not path.is_file():
+        return None
+    stamp = datetime.fromtimestamp(path.stat().st_mtime).strftime("%Y%m%d%H%M%S")
+    kept = path.with_name(f"{path.stem}-{stamp}{path.suffix}")
+    shutil.copy2(path, kept)
+    return kept
 
 
 def write(path, header, rows):

@@ -125,11 +125,14 @@ def main(argv=None):
         sys.exit(f"predict.py: error: {error}")
     args.out_dir.mkdir(parents=True, exist_ok=True)
     path = args.out_dir / "submission.csv"
+    kept = submission.keep_earlier(path)
     submission.write(path, header, rows)
     shown = header[1] if len(header) == 2 else f"{len(header) - 1} columns"
     shown += f" as in {sample.name}" * sample.is_file()
     shown += f", the mean of {len(runs)} models" * (len(runs) > 1)
     print(f"wrote {path}: {len(dataset.test)} predictions ({shown})")
+    if kept:
+        print(f"kept the earlier one as {kept.name}")
     if dataset.test.targets is not None:  # a labelled test set: its metric line, as training's
         print(metrics.line(metrics.evaluate(outputs, dataset.test.targets, "test")))
     for picture in pictures(dataset, outputs, model, args.out_dir):

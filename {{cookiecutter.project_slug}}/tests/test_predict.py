@@ -71,6 +71,20 @@ def test_submission_has_one_row_per_test_example_with_a_class_a_probability_or_a
     assert (tmp_path / "predictions.png").is_file() == (test[0][0].dim() == 3)  # images
 
 
+def test_a_second_prediction_keeps_the_first_submission_beside_it(
+    trained, synthetic_dataset, tmp_path, capsys
+):
+    argv = ["--model", trained / "model", "--data-dir", synthetic_dataset, "--out-dir", tmp_path]
+    assert run_predict(*argv, capsys=capsys)[0] == 0
+    first = (tmp_path / "submission.csv").read_bytes()
+
+    code, printed = run_predict(*argv, capsys=capsys)
+
+    assert code == 0, printed.err
+    (kept,) = tmp_path.glob("submission-*.csv")
+    assert kept.read_bytes() == first and f"kept the earlier one as {kept.name}" in printed.out
+
+
 def test_a_fetched_job_folder_is_found_through_its_model_subfolder(
     trained, synthetic_dataset, tmp_path, capsys
 ):
