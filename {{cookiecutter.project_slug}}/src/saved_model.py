@@ -9,6 +9,8 @@ and how many epochs it was trained: fewer than its options' `epochs` when a stop
 
 import argparse
 import json
+import shutil
+from datetime import datetime
 from pathlib import Path
 
 import torch
@@ -21,13 +23,36 @@ WEIGHTS, DESCRIPTION = "model.pt", "model.json"
 
 def save(folder, weights, info, options, trained_epochs):
     """Write both files for a model's state_dict, each atomically (a reader sees the old file or
-    the new one)."""
+    the new one). A model of other options already there is kept (keep_earlier)."""
     folder = Path(folder)
+    kept = keep_earlier(folder, options)
+    if kept:
+        print(f"kept the earlier model there, trained with other options, in {kept}")
     weights = {name: tensor.cpu().contiguous() for name, tensor in weights.items()}
     about = {"data": info, "options": options, "trained_epochs": trained_epochs}
     checkpoint.write_atomically(folder / WEIGHTS, checkpoint.save_tensors, weights)
     checkpoint.write_atomically(folder / DESCRIPTION, checkpoint.write_json, about)
     return [folder / WEIGHTS, folder / DESCRIPTION]
+
+
+def keep_earlier(folder, options):
+    """A model in `folder` from a run of other options (an earlier local run) is copied into
+    folder/earlier-<time it was written>/ before a new one replaces it; that folder, or None. The
+    same options' model (a resumed or repeated run) is simply replaced."""
+    if not ((folder / WEIGHTS).is_file() and (folder / DESCRIPTION).is_file()):
+        return None
+    try:
+        earlier = json.loads((folder / DESCRIPTION).read_text()).get("options")
+    except (OSError, ValueError, AttributeError):
+        earlier = None
+    if earlier == json.loads(json.dumps(options, default=str)):
+        return None
+    written = datetime.fromtimestamp((folder / DESCRIPTION).stat().st_mtime)
+    kept = folder / f"earlier-{written:%Y%m%d%H%M%S}"
+    kept.mkdir(exist_ok=True)
+    for name in (WEIGHTS, DESCRIPTION):
+        shutil.copy2(folder / name, kept / name)
+    return kept
 
 
 def find(folder):

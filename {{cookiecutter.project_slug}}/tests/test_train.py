@@ -350,6 +350,22 @@ def test_rerunning_a_finished_run_writes_its_results_again_without_training(
     assert_same_weights(weights(tmp_path), before)
 
 
+def test_a_run_of_other_options_keeps_the_earlier_model_beside_its_own(
+    synthetic_dataset, tmp_path, train_argv
+):
+    argv = train_argv(synthetic_dataset, tmp_path, "--epochs", "1", "--train-size", "500")
+    train_quietly(build_parser().parse_args(argv))
+    earlier = weights(tmp_path)
+
+    _, lines = train_quietly(build_parser().parse_args([*argv, "--seed", "7"]))
+
+    (kept,) = (tmp_path / "model").glob("earlier-*")
+    assert f"kept the earlier model there, trained with other options, in {kept}" in lines
+    assert_same_weights(torch.load(kept / "model.pt", weights_only=True), earlier)
+    assert json.loads((kept / "model.json").read_text())["options"]["seed"] != 7
+    assert json.loads((tmp_path / "model" / "model.json").read_text())["options"]["seed"] == 7
+
+
 def stopped_in_epoch_1(command, cwd):
     """Run a training command, SIGTERM it at its first progress line: the CompletedProcess."""
     process = subprocess.Popen(
