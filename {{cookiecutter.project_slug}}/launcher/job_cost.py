@@ -91,12 +91,15 @@ def project_jobs(session):
 def project_spend(session, region):
     """(USD, instance types without a price): what the project's jobs have billed, by
     SageMaker's BillableTimeInSeconds, and a job still running at its bound (MaxRuntime)."""
-    spent, unpriced = 0.0, set()
+    spent, unpriced, prices = 0.0, set(), {}
     for job in project_jobs(session):
         resources = job.get("ResourceConfig", {})
-        price, _ = hourly_price(region, resources.get("InstanceType"))
+        instance_type = resources.get("InstanceType")
+        if instance_type not in prices:  # the cache file is read once per type, not per job
+            prices[instance_type], _ = hourly_price(region, instance_type)
+        price = prices[instance_type]
         if price is None:
-            unpriced.add(str(resources.get("InstanceType")))
+            unpriced.add(str(instance_type))
             continue
         if job.get("TrainingJobStatus") in ("InProgress", "Stopping"):
             seconds = job.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", 0)

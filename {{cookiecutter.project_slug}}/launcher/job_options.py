@@ -28,9 +28,9 @@ def input_mode(text):
     return modes[text.lower()]
 
 
+BUDGET_VARIABLE = "PROJECT_BUDGET_USD"  # a class sets it once for every student
 # Every option of a job, defined once: run_job.py and tune.py take them all (add_job_options);
 # doctor.py and prices.py take the ones they check (add_options), with the same meaning.
-BUDGET_VARIABLE = "PROJECT_BUDGET_USD"  # a class sets it once for every student
 JOB_OPTIONS = {
     "--dataset-uri": dict(
         help="training data: s3://... (default: s3://sagemaker-<region>-<account>/dataset, where "
