@@ -8,7 +8,7 @@ import json
 import os
 import sys
 
-from launcher import job_config, job_cost
+from launcher import job_config, job_cost, job_progress
 
 WHERE = ["jobs/*/exp.json", "tune/*/best/exp.json"]  # under --results, when it is result/
 
@@ -56,6 +56,7 @@ def table(jobs, out_dir):
     metrics = sorted({name for _, exp in jobs for name in exp.get("final_metrics") or {}})
     metrics.sort(key=lambda name: name != job_config.OBJECTIVE)  # the objective first
     header = ["config", "job", "status", *metrics, *hyperparameters, "billable_s", "cost"]
+    header.append("start-up")  # to the first training step
     rows = [header, ["---"] * len(header)]
     for folder, exp in jobs:
         final = exp.get("final_metrics") or {}
@@ -71,9 +72,27 @@ def table(jobs, out_dir):
                 *(str(given.get(name, "-")) for name in hyperparameters),
                 str(exp.get("billable_seconds") or "-"),
                 job_cost.dollars(cost) if cost is not None else "-",
+                start_up_cell(exp.get("startup")),
             ]
         )
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+
+
+def start_up_cell(measured):
+    """The time to the first step, or "-" when the job never got there."""
+    if not measured or "total" not in measured:
+        return "-"
+    return job_progress.duration(measured["total"])
+
+
+def start_up_lines(jobs):
+    """Where each job's start-up went (job_progress.startup_line), for those that say."""
+    lines = []
+    for folder, exp in jobs:
+        said = job_progress.startup_line(exp.get("startup"))
+        if said:
+            lines.append(f"- {exp.get('job_name', folder.name)}: {said}")
+    return lines
 
 
 def picture(jobs, path):

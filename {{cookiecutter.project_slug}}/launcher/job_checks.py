@@ -267,14 +267,17 @@ def docker():
     return Check(name, True, "the daemon answers")
 
 
-def all_checks(session, region_name, role_arn, dataset_uri, instance_type, required):
-    """Every check doctor.py runs, in order; the first failing one stops those that need it."""
+def all_checks(session, region_name, role_arn, dataset_uri, instance_types, required):
+    """Every check doctor.py runs, in order; the first failing one stops those that need it.
+    instance_types: --instance-type and its fallbacks, each with its quotas."""
+    instance_type = instance_types[0]
     checks = [region(session, region_name), credentials(session)]
     if checks[-1].passed is False:
         return checks
     checks += [execution_role(session, role_arn), role_can_be_passed(session, role_arn)]
     checks += [dataset(session, dataset_uri), training_image(session, region_name, instance_type)]
-    checks += training_quotas(session, instance_type, required)
+    for name in instance_types:
+        checks += training_quotas(session, name, required)
     if project.CONTAINER == "custom":
         checks.append(docker())
     return checks
@@ -289,5 +292,44 @@ def before_launch(session, spec):
         return [signed_in]
     required = usages(spec.use_spot, spec.keep_alive)
     checks = [execution_role(session, spec.role_arn)]
-    checks += training_quotas(session, spec.instance_type, required, spec.instance_count)
+    for instance_type in spec.instance_types:  # SageMaker may select any of them
+        checks += training_quotas(session, instance_type, required, spec.instance_count)
     return [check for check in checks if check.passed is False]
+
+
+def reusable_warm_pool(session, spec):
+    """This project's warm pool a job of `spec` would reuse, or None: SageMaker hands an
+    Available warm pool to a job of the same role, instance type and count, volume and network
+    (none here: the SDK's 30 GB volume, no VPC, no KMS key)."""
+    from launcher import job_cost
+
+    if not spec.keep_alive:  # only jobs that keep their instance warm reuse one
+        return None
+    for job in job_cost.project_jobs(session):
+        resources = job.get("ResourceConfig", {})
+        if (
+            (job.get("WarmPoolStatus") or {}).get("Status") == "Available"
+            and job.get("RoleArn") == spec.role_arn
+            and job_cost.instances(job) == (spec.instance_type, spec.instance_count)
+            and resources.get("VolumeSizeInGB", 30) == 30
+            and not resources.get("VolumeKmsKeyId")
+            and not job.get("VpcConfig")
+        ):
+            return job
+    return None
+
+
+def warm_pool_line(session, spec):
+    """What the launch says of warm pools with --keep-alive (None without)."""
+    if not spec.keep_alive:
+        return None
+    found = reusable_warm_pool(session, spec)
+    if found is None:
+        return (
+            f"warm pool: none free for {spec.instance_count} x {spec.instance_type}; this job "
+            f"starts one, kept {spec.keep_alive} s after it ends for the next"
+        )
+    return (
+        f"warm pool: reuses the instance {found['TrainingJobName']} left warm: no provisioning, "
+        "and pip's and torch's downloads are in its cache"
+    )

@@ -94,18 +94,22 @@ def project_spend(session, region):
     spent, unpriced, prices = 0.0, set(), {}
     for job in project_jobs(session):
         resources = job.get("ResourceConfig", {})
-        instance_type = resources.get("InstanceType")
-        if instance_type not in prices:  # the cache file is read once per type, not per job
-            prices[instance_type], _ = hourly_price(region, instance_type)
-        price = prices[instance_type]
-        if price is None:
-            unpriced.add(str(instance_type))
+        # Not selected yet among instance preferences: the dearest of them.
+        choices = [instances(job)[0]]
+        if not resources.get("SelectedInstanceType") and resources.get("InstancePreferences"):
+            choices = [choice["InstanceType"] for choice in resources["InstancePreferences"]]
+        for instance_type in choices:
+            if instance_type not in prices:  # the cache file is read once per type, not per job
+                prices[instance_type], _ = hourly_price(region, instance_type)
+        if any(prices[instance_type] is None for instance_type in choices):
+            unpriced.update(str(name) for name in choices if prices[name] is None)
             continue
+        price = max(prices[instance_type] for instance_type in choices)
         if job.get("TrainingJobStatus") in ("InProgress", "Stopping"):
             seconds = job.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", 0)
         else:
             seconds = job.get("BillableTimeInSeconds") or 0
-        spent += seconds / 3600 * resources.get("InstanceCount", 1) * price
+        spent += seconds / 3600 * instances(job)[1] * price
     return spent, unpriced
 
 
@@ -120,6 +124,25 @@ def hourly_price(region, instance_type):
     if price is None:
         return None, f"no on-demand training price of {instance_type} in {region} is listed"
     return price, None
+
+
+def dearest_price(region, instance_types):
+    """(USD per hour, None) of the dearest of the types a job may run on (its bound must hold
+    whichever SageMaker selects), or (None, why one is unknown)."""
+    found = [hourly_price(region, name) for name in instance_types]
+    for price, reason in found:
+        if price is None:
+            return None, reason
+    return max(price for price, _ in found), None
+
+
+def instances(description):
+    """(instance type, count) a job runs on and is billed for: SageMaker's choice among its
+    instance preferences once made, else the requested ones."""
+    resources = description.get("ResourceConfig", {})
+    instance_type = resources.get("SelectedInstanceType") or resources.get("InstanceType")
+    count = resources.get("SelectedInstanceCount") or resources.get("InstanceCount") or 1
+    return instance_type, count
 
 
 def dollars(amount):
@@ -138,8 +161,11 @@ def estimate_line(spec, price, reason):
     if price is None:
         return f"cost: unknown ({reason})"
     hosts = f"{spec.instance_count} x " if spec.instance_count > 1 else ""
+    types = spec.instance_type
+    if spec.instance_fallback:
+        types = f"the dearest of {', '.join(spec.instance_types)},"
     line = (
-        f"cost: at most {dollars(upper_bound(spec, price))} ({hosts}{spec.instance_type} at "
+        f"cost: at most {dollars(upper_bound(spec, price))} ({hosts}{types} at "
         f"{dollars(price)}/h for --max-run {spec.max_run} s"
     )
     if spec.keep_alive:

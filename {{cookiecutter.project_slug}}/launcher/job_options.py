@@ -4,6 +4,7 @@ defined once), where its results go, and the exit codes.
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -14,6 +15,10 @@ from launcher.job_config import ConfigError
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 MAX_RUN_LIMIT = 28 * 24 * 3600  # MaxRuntimeInSeconds: SageMaker refuses more than 28 days
 KEEP_ALIVE_MAX = 21600  # KeepAlivePeriodInSeconds' maximum in the API (botocore's model; tested)
+MAX_FALLBACKS = 4  # InstancePreferences holds at most 5 types (botocore's model; tested)
+MAX_PENDING_RANGE = (1800, 2419200)  # MaxPendingTimeInSeconds' bounds (botocore's model; tested)
+# The families MaxPendingTimeInSeconds applies to: accelerated ones (API reference).
+ACCELERATED = re.compile(r"^ml\.(p|g|trn|inf)\d")
 
 
 def input_mode(text):
@@ -41,6 +46,21 @@ JOB_OPTIONS = {
         help="experiment: prefixes job names <exp>-<config>-<timestamp> (default: %(default)s)",
     ),
     "--instance-type": dict(default=project.INSTANCE_TYPE, help="default: %(default)s"),
+    "--instance-fallback": dict(
+        nargs="+",
+        metavar="TYPE",
+        default=[],
+        help=f"instance types SageMaker tries in this order when --instance-type has no "
+        f"capacity (at most {MAX_FALLBACKS}; on-demand only); the job runs, and is billed, on the "
+        "first that has some",
+    ),
+    "--max-pending": dict(
+        type=options.whole_number(*MAX_PENDING_RANGE),
+        metavar="SECONDS",
+        help=f"fail the job once it has waited this long for capacity ({MAX_PENDING_RANGE[0]} to "
+        f"{MAX_PENDING_RANGE[1]}; SageMaker applies it to GPU and Trainium types only; default: "
+        "no limit)",
+    ),
     "--instance-count": dict(
         type=options.positive_int,
         default=1,
@@ -110,7 +130,8 @@ JOB_OPTIONS = {
         type=options.positive_float,
         metavar="USD",
         help="refuse to launch when the most the job(s) can cost is above this, or unknown "
-        "(prices: scripts/prices.py; default: no limit)",
+        "(prices: scripts/prices.py), and stop them while running when their cost by the end "
+        "would pass it (default: no limit)",
     ),
     "--budget": dict(
         type=options.positive_float,
@@ -153,6 +174,7 @@ def check_job_options(parser, args, local=False):
             aws_env.split_s3_uri(args.checkpoint_uri)
         except ValueError as error:
             parser.error(f"--checkpoint-uri: {error}")
+    check_capacity_options(parser, args, local)
     if args.processes_per_host and not args.distributed:
         parser.error("--processes-per-host needs --distributed")
     args.distributed = args.distributed or args.instance_count > 1
@@ -173,12 +195,32 @@ def check_job_options(parser, args, local=False):
             parser.error(f"--dataset-uri: {error}; upload with scripts/upload_dataset.py")
 
 
+def check_capacity_options(parser, args, local):
+    """--instance-fallback and --max-pending: what SageMaker accepts, refused here otherwise."""
+    fallback = getattr(args, "instance_fallback", [])
+    max_pending = getattr(args, "max_pending", None)
+    if local and (fallback or max_pending):
+        parser.error("--instance-fallback, --max-pending: SageMaker's capacity, not --local's")
+    if len(fallback) > MAX_FALLBACKS:
+        parser.error(f"--instance-fallback: at most {MAX_FALLBACKS} types after --instance-type")
+    types = [args.instance_type, *fallback]
+    if len(set(types)) < len(types):
+        parser.error(f"--instance-fallback: each type once, and not --instance-type again: {types}")
+    if fallback and args.use_spot:
+        parser.error("--instance-fallback works on-demand only (SageMaker's instance preferences)")
+    if max_pending and not any(ACCELERATED.match(name) for name in types):
+        parser.error(
+            f"--max-pending: SageMaker applies it to GPU and Trainium types (ml.p*, ml.g*, "
+            f"ml.trn*, ml.inf*) only, and {', '.join(types)} has none"
+        )
+
+
 def check_cost(args, spec, jobs, results_dir=None):
     """Print the cost's upper bound on stderr: per job (with what the last completed job of the
     same config and instance type cost, when results_dir holds one) and in total for `jobs`
     ([(config name, job count)]); return that total (None: unknown). ConfigError when --max-cost
     refuses the launch."""
-    price, reason = job_cost.hourly_price(spec.region, spec.instance_type)
+    price, reason = job_cost.dearest_price(spec.region, spec.instance_types)
     print(job_cost.estimate_line(spec, price, reason), file=sys.stderr)
     for config_name, _ in jobs:
         last = results_dir and job_cost.previous_cost(results_dir, config_name, spec.instance_type)
@@ -283,21 +325,41 @@ def add_result_options(parser, results_dir, shown):
     )
 
 
+# A warm pool keeps this folder from one job to the next on its instance (SageMaker's persistent
+# cache): what a job downloads or builds there, the next job on the instance finds.
+WARM_POOL_CACHE = "/opt/ml/sagemaker/warmpoolcache"
+
+
+def warm_pool_caches():
+    """The environment that keeps pip's downloads and built wheels (src/requirements.txt) and
+    torch's downloaded weights in the warm pool's cache: a reused instance fetches neither."""
+    return {"PIP_CACHE_DIR": f"{WARM_POOL_CACHE}/pip", "TORCH_HOME": f"{WARM_POOL_CACHE}/torch"}
+
+
 def job_spec(args):
     from launcher.job_request import JobSpec, default_image_uri, role_arn
 
     # Unbuffered, train.py's lines reach the logs as they are printed, not at exit.
     environment = {"PYTHONUNBUFFERED": "1"}
+    if getattr(args, "keep_alive", 0):
+        environment.update(warm_pool_caches())
     #% if cookiecutter.experiment_tracking == "mlflow"
     if args.mlflow_tracking_arn:
         environment.update(
             MLFLOW_TRACKING_URI=args.mlflow_tracking_arn, MLFLOW_EXPERIMENT_NAME=args.exp_name
         )
     #% endif
+    types = [args.instance_type, *getattr(args, "instance_fallback", [])]
     try:
-        image_uri = args.image_uri or default_image_uri(args.region, args.instance_type)
+        images = {args.image_uri or default_image_uri(args.region, name) for name in types}
     except ValueError as error:
         raise ConfigError(f"no training image: {error}; pass --image-uri") from None
+    if len(images) > 1:  # a CPU type among GPU ones: one job has one image
+        raise ConfigError(
+            f"{', '.join(types)} need different training images ({', '.join(sorted(images))}): "
+            "fall back to types of one kind (all GPU, or all CPU), or pass --image-uri"
+        )
+    (image_uri,) = images
     try:
         role = role_arn(args.role, args.region)
     except ValueError as error:
@@ -307,6 +369,7 @@ def job_spec(args):
         role_arn=role,
         image_uri=image_uri,
         instance_type=args.instance_type,
+        instance_fallback=tuple(getattr(args, "instance_fallback", [])),
         instance_count=args.instance_count,
         dataset_uri=args.dataset_uri,
         experiment=args.exp_name,
@@ -314,6 +377,7 @@ def job_spec(args):
         use_spot=args.use_spot,
         max_run=args.max_run,
         max_wait=args.max_wait,
+        max_pending=getattr(args, "max_pending", None),
         keep_alive=getattr(args, "keep_alive", 0),
         checkpoint_uri=args.checkpoint_uri,
         environment=environment,

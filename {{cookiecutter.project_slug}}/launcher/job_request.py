@@ -38,6 +38,10 @@ class JobSpec:
     instance_count: int
     dataset_uri: str
     experiment: str
+    # Capacity: types SageMaker tries after instance_type (instance preferences, in order), and
+    # how long the job may wait for any (MaxPendingTimeInSeconds).
+    instance_fallback: tuple = ()
+    max_pending: int | None = None
     input_mode: str = "File"
     use_spot: bool = False
     max_run: int = 3600
@@ -48,6 +52,11 @@ class JobSpec:
     # Data-parallel: torchrun starts train.py once per GPU (or this many times) on every host.
     distributed: bool = False
     processes_per_host: int | None = None
+
+    @property
+    def instance_types(self):
+        """The instance types the job may run on, the preferred first."""
+        return (self.instance_type, *self.instance_fallback)
 
 
 def role_arn(role, region):
@@ -194,6 +203,7 @@ def model_trainer(
 ):
     """SDK v3's ModelTrainer for a job: image, code (src/, or source_dir), compute, stopping,
     checkpoints (unless told not to)."""
+    from sagemaker.core.shapes import InstancePreference
     from sagemaker.core.training.configs import (
         CheckpointConfig,
         Compute,
@@ -219,7 +229,13 @@ def model_trainer(
             ignore_patterns=IGNORE_PATTERNS,
         ),
         compute=Compute(
-            instance_type=spec.instance_type,
+            # With a fallback, SageMaker takes the first of the list with capacity.
+            instance_type=None if spec.instance_fallback else spec.instance_type,
+            instance_preferences=(
+                [InstancePreference(instance_type=name) for name in spec.instance_types]
+                if spec.instance_fallback
+                else None
+            ),
             instance_count=spec.instance_count,
             enable_managed_spot_training=spec.use_spot or None,
             # A warm pool keeps the instance for the next job; SageMaker refuses it with spot.
@@ -228,6 +244,7 @@ def model_trainer(
         stopping_condition=StoppingCondition(
             max_runtime_in_seconds=spec.max_run,
             max_wait_time_in_seconds=spec.max_wait if spec.use_spot else None,
+            max_pending_time_in_seconds=spec.max_pending,
         ),
         # SageMaker syncs /opt/ml/checkpoints to S3 while the job runs and back into the next
         # job of the prefix (after a spot reclaim, or a relaunch of the config): train.py

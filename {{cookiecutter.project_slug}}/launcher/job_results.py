@@ -4,7 +4,8 @@
     output/     output.tar.gz extracted (metrics.csv, plots)
     logs.txt    every log line of every host, with timestamps
     exp.json    job name, status, failure reason, image, instance, hyperparameters, S3 URIs,
-                final metrics, and the bill: billable seconds, the price, the cost, spot's saving
+                final metrics, the bill (billable seconds, the price, the cost, spot's saving)
+                and where the start-up went (job_progress.startup)
 
 The same for SageMaker jobs (fetched from S3 and CloudWatch Logs) and --local runs.
 """
@@ -18,7 +19,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from launcher import aws_env, job_checks, job_cost
+from launcher import aws_env, job_checks, job_cost, job_progress
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 TERMINAL_STATUSES = {"Completed", "Failed", "Stopped"}  # of training and tuning jobs alike
@@ -32,10 +33,23 @@ LOG_TAIL = 15  # log lines a failed job's triage shows
 # fix may name the match's first group {0}, and {quota}: the Service Quota the job needs.
 FAILURE_CAUSES = [
     (
+        r"no training step finished in ([\d.]+) s",  # src/watchdog.py's failure file
+        "the run hung: no training step finished within --stall-timeout",
+        "logs.txt holds every thread's stack where it hung (in a DataLoader worker: try "
+        "num-workers: 0; in a collective: another process died, see its lines); a relaunch "
+        "resumes from the last checkpoint; raise stall-timeout (now {0} s) if a step takes longer",
+    ),
+    (
         r"ResourceLimitExceeded",
         "a Service Quota of the account is too low for this job",
         "ask for more of '{quota}' in Service Quotas (Amazon SageMaker), or choose another "
         "--instance-type; python scripts/doctor.py shows the quotas",
+    ),
+    (
+        r"CapacityError|[Ii]nsufficient capacity",
+        "SageMaker had no capacity of this instance type",
+        "launch again later, or give other types SageMaker may fall back to in order: "
+        "--instance-fallback TYPE ... (and --max-pending to bound the wait)",
     ),
     (
         r"AccessDenied.*(?:s3|S3|bucket)|(?:s3|S3).*(?:AccessDenied|403)",
@@ -227,8 +241,12 @@ def summarize(description, mode):
         "experiment": tags.get("experiment"),
         "config": tags.get("config"),
         "image": description.get("AlgorithmSpecification", {}).get("TrainingImage"),
-        "instance_type": resources.get("InstanceType"),
-        "instance_count": resources.get("InstanceCount"),
+        # Among instance preferences, the one SageMaker selected (and billed).
+        "instance_type": job_cost.instances(description)[0],
+        "instance_count": job_cost.instances(description)[1],
+        "instance_preferences": [
+            choice["InstanceType"] for choice in resources.get("InstancePreferences", [])
+        ],
         "spot": bool(description.get("EnableManagedSpotTraining")),
         "keep_alive_seconds": resources.get("KeepAlivePeriodInSeconds"),
         "input_mode": channels.get("training", {}).get("InputMode"),
@@ -358,5 +376,6 @@ def fetch_job(session, job_name, folder):
             ),
         }
         log_events = JobLogs(session.client("logs"), job_name).read_new()
+        summary["startup"] = job_progress.startup(description, log_events)
         saved = save_results(folder, summary, archives, log_events)
     return saved, saved["problems"]

@@ -10,12 +10,21 @@ import os
 import shutil
 import sys
 import tempfile
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import metrics
 import options
-from launcher import aws_env, job_checks, job_config, job_cost, job_options, job_results, project
+from launcher import (
+    aws_env,
+    job_checks,
+    job_config,
+    job_cost,
+    job_options,
+    job_progress,
+    job_results,
+    project,
+)
 from launcher.job_config import ConfigError
 
 
@@ -112,8 +121,13 @@ def request_summary(request):
     """The lines of a request a person checks before paying for it."""
     resources, stopping = request["ResourceConfig"], request["StoppingCondition"]
     kind = "spot" if request.get("EnableManagedSpotTraining") else "on-demand"
-    compute = f"{resources['InstanceCount']} x {resources['InstanceType']} ({kind})"
+    types = resources.get("InstanceType") or " else ".join(
+        choice["InstanceType"] for choice in resources["InstancePreferences"]
+    )
+    compute = f"{resources['InstanceCount']} x {types} ({kind})"
     compute += f", at most {stopping['MaxRuntimeInSeconds']} s"
+    if stopping.get("MaxPendingTimeInSeconds"):
+        compute += f", waiting for capacity at most {stopping['MaxPendingTimeInSeconds']} s"
     if resources.get("KeepAlivePeriodInSeconds"):
         compute += f", warm pool kept {resources['KeepAlivePeriodInSeconds']} s"
     given = request.get("HyperParameters") or {}
@@ -208,12 +222,10 @@ def run_local(args, configs):
             summary["checkpoint_uri"] = str(checkpoints)
             folder = job_folder(args, request["TrainingJobName"], config, len(configs) > 1)
             host = f"{local_job.HOST}-{int(run.start)}"
-            saved = job_results.save_results(
-                folder,
-                summary,
-                {"model": run.model_tar, "output": run.output_tar},
-                [(host, milliseconds, line) for milliseconds, line in run.log_events],
-            )
+            events = [(host, milliseconds, line) for milliseconds, line in run.log_events]
+            summary["startup"] = job_progress.startup(description, events)
+            archives = {"model": run.model_tar, "output": run.output_tar}
+            saved = job_results.save_results(folder, summary, archives, events)
             outcomes.append((config.name, {**saved, "results_dir": folder}, saved["problems"]))
             if run.status == "Stopped":
                 break
@@ -257,6 +269,9 @@ def launch(args, configs):
         lines.append("nothing was launched; python scripts/doctor.py checks the rest")
         raise ConfigError("\n".join(lines))
     job_options.check_budget(args, session, bound)
+    warm_pool = job_checks.warm_pool_line(session, spec)
+    if warm_pool:
+        print(warm_pool, file=sys.stderr)
     sagemaker = session.client("sagemaker")
     launched, outcomes = [], []  # launched: (config name, job name, folder)
     sagemaker_session = online_session(args.region, aws_env.default_bucket(args.region))
@@ -307,7 +322,7 @@ def follow(args, session, launched, outcomes):
     exit_code = None
     try:
         if not args.no_wait:
-            wait(session, [job_name for _, job_name, _ in launched], args.poll_seconds)
+            wait(session, [job_name for _, job_name, _ in launched], args)
     except KeyboardInterrupt:
         exit_code = job_options.EXIT_INTERRUPTED
         print("\nInterrupted. The jobs keep running on SageMaker, and billing; to stop them:")
@@ -339,23 +354,49 @@ def follow(args, session, launched, outcomes):
     return exit_code
 
 
-def wait(session, job_names, poll_seconds):
-    """Until every job ends: status changes, and a single job's log lines as they come."""
+def wait(session, job_names, args):
+    """Until every job ends: status changes; a single job's log lines as they come; each job's
+    progress, ETA and cost; with --max-cost, StopTrainingJob once the projection passes it."""
     sagemaker, logs = session.client("sagemaker"), session.client("logs")
-    log_reader = job_results.JobLogs(logs, job_names[0]) if len(job_names) == 1 else None
+    default_epochs = options.build_parser().get_default("epochs")
+    watches = {
+        name: job_progress.JobWatch(
+            job_results.JobLogs(logs, name), name, default_epochs, session.region_name
+        )
+        for name in job_names
+    }
+    stopping = set()
 
     def status_line(job_name):
         description = sagemaker.describe_training_job(TrainingJobName=job_name)
+        watches[job_name].description = description
         status, secondary = description["TrainingJobStatus"], description.get("SecondaryStatus")
         return status, f"{job_name}: {status} ({secondary})"
 
-    def print_new_log_lines(_):
-        for _, _, message in log_reader.read_new():
-            print(message)
+    def after_each(job_name):
+        watch = watches[job_name]
+        events = watch.update(watch.description)
+        if len(job_names) == 1:
+            for _, _, message in events:
+                print(message)
+        now = datetime.now(timezone.utc)
+        line = watch.line(now)
+        if events and line:
+            print(line)
+        over = job_progress.over_budget(watches.values(), getattr(args, "max_cost", None), now)
+        for running in over[1] if over else []:
+            if running.job_name in stopping:
+                continue
+            print(
+                f"{running.job_name}: projected {job_cost.dollars(over[0])} passes --max-cost "
+                f"{job_cost.dollars(args.max_cost)}: stopping it (train.py saves a checkpoint; "
+                "launch the same config again to resume)",
+                file=sys.stderr,
+            )
+            sagemaker.stop_training_job(TrainingJobName=running.job_name)
+            stopping.add(running.job_name)
 
-    job_results.wait_until_ended(
-        job_names, status_line, poll_seconds, print_new_log_lines if log_reader else None
-    )
+    job_results.wait_until_ended(job_names, status_line, args.poll_seconds, after_each)
 
 
 def cost_cell(summary):
@@ -398,6 +439,8 @@ def print_outcomes(outcomes, good_statuses=None):
         )
         if summary.get("failure_reason"):
             print(f"{summary.get('job_name')}: {summary['failure_reason']}")
+        if job_progress.startup_line(summary.get("startup")):
+            print(f"{summary.get('job_name')}: {job_progress.startup_line(summary['startup'])}")
         print_triage(summary)
         if summary.get("price_unknown"):
             print(f"{summary.get('job_name')}: cost unknown: {summary['price_unknown']}")

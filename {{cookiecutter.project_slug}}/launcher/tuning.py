@@ -189,7 +189,7 @@ def launch(spec, tuning, name, session, dry_run=False):
 def launch_tuner(spec, tuning, name, session, ranges, source_dir, dry_run):
     from sagemaker.train.tuner import HyperparameterTuner
 
-    from launcher.job_request import job_tags, model_trainer, training_channel
+    from launcher.job_request import CONTAINER_ENTRY, job_tags, model_trainer, training_channel
 
     tags = job_tags(spec, tuning.name)
     # Spot trials keep checkpoints under the tuning job's name: a reclaimed trial resumes. The
@@ -218,6 +218,10 @@ def launch_tuner(spec, tuning, name, session, ranges, source_dir, dry_run):
     request = {}
 
     def record(params, **_):
+        # Trials run the image's own entry, which passes no stop on: their program is
+        # src/container_entry.py, which runs train.py and stops it when the trial stops.
+        static = params["TrainingJobDefinition"]["StaticHyperParameters"]
+        static["sagemaker_program"] = CONTAINER_ENTRY
         request.update(params)
         if dry_run:
             raise Captured

@@ -5,8 +5,10 @@
 
 One row per job (SageMaker or --local, whatever its status), best first by src/metrics.py's
 objective: its config, the hyperparameters that differ between the jobs, the final metrics, the
-status, the billable time and the cost (launcher/comparison.py). Below, each Kaggle submission
-(scripts/submit.py) with its CV score beside its public score.
+status, the billable time, the cost and the time to the first training step (launcher/
+comparison.py). Below, where each job's start-up went (waiting for capacity, provisioning, image
+and data download, installing requirements, loading) and each Kaggle submission (scripts/submit.py)
+with its CV score beside its public score.
 """
 
 import sys
@@ -62,6 +64,8 @@ def main(argv=None):
     for exp in failed:
         found = exp["triage"]
         lines.append(f"- {exp.get('job_name')}: {found['cause']}; fix: {found['fix']}")
+    if comparison.start_up_lines(jobs):
+        lines += ["", "## Start-up", "", *comparison.start_up_lines(jobs)]
     if submissions.is_file():
         lines += ["", "## Kaggle submissions", "", comparison.submissions_table(submissions), ""]
     partial = args.out.with_name(args.out.name + ".partial")

@@ -7,12 +7,14 @@
     python scripts/run_job.py --local        # run that request on this machine (no Docker)
     python scripts/run_job.py --instance-count 2   # data-parallel on 2 hosts (torchrun)
     python scripts/run_job.py --folds 5      # 5-fold cross-validation: a job per fold, the CV
-    python scripts/run_job.py --fetch JOB    # wait for an existing job and fetch its results
+    python scripts/run_job.py --attach JOB   # follow an existing job, then fetch its results
+    python scripts/run_job.py --attach JOB --max-cost 5   # and stop it if it would pass $5
 
 Before a launch (and with --dry-run) it prints on stderr the most the job can cost (prices:
-scripts/prices.py). Results land in result/jobs/<timestamp>/ (one folder per job: model/,
-output/, logs.txt, exp.json with the bill) whatever the outcome; the exit code is 0 only when
-every job completed.
+scripts/prices.py). While it waits: the job's log lines, how far it is, the time left and the
+cost so far and by the end; --max-cost stops jobs whose cost by the end would pass it. Results
+land in result/jobs/<timestamp>/ (one folder per job: model/, output/, logs.txt, exp.json with
+the bill) whatever the outcome; the exit code is 0 only when every job completed.
 """
 
 import sys
@@ -58,9 +60,11 @@ def build_parser():
     )
     modes.add_argument(
         "--fetch",
+        "--attach",
         nargs="+",
         metavar="JOB_NAME",
-        help="an existing job: wait for it (unless --no-wait), then fetch its results",
+        help="an existing job: follow it as a launch does (unless --no-wait: its log lines, "
+        "ETA and cost; --max-cost stops it), then fetch its results",
     )
     return parser
 

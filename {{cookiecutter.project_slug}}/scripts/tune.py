@@ -47,7 +47,10 @@ def build_parser():
         help="tuning YAML: strategy, limits, objective, fixed hyperparameters and ranges "
         "(default: config/tune001.yaml)",
     )
-    job_options.add_job_options(parser, without=["--keep-alive"])
+    # Trials run on one instance type each; warm pools do not serve them.
+    job_options.add_job_options(
+        parser, without=["--keep-alive", "--instance-fallback", "--max-pending"]
+    )
     job_options.add_result_options(parser, project.TUNING_RESULTS_DIR, "result/tune/")
     modes = parser.add_mutually_exclusive_group()
     modes.add_argument(

@@ -18,6 +18,15 @@ they carry train.py's log lines and exit code to the end. If no training process
 (requirements are installing), the whole command is stopped. A process that ends meanwhile is
 skipped: PID 1 must outlive every one of them. Standard library only: it runs before
 src/requirements.txt is installed.
+
+A tuning job's trials cannot be given a container command: the image's own entry runs them
+(SageMaker PyTorch images: PID 1 is a bash running start_with_right_hostname.sh, whose child
+runs the program the trial names), and that bash passes no SIGTERM on either. So a trial's
+program is this file, which runs train.py with the trial's arguments (`python3
+container_entry.py --epochs 3 ...`) and, besides passing on a signal it gets, asks SageMaker for
+its own job's status every STATUS_POLL_SECONDS: once it says Stopping (the tuning job stopped,
+or stopped the trial early), train.py gets SIGTERM, well within the grace period. boto3 is there:
+the image's entry installs the requirements before it runs the program.
 """
 
 import argparse
@@ -25,9 +34,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+TRIAL_ENTRY_SCRIPT = "train.py"  # what a tuning trial runs (launcher/project.py's ENTRY_SCRIPT)
+STATUS_POLL_SECONDS = 10  # far inside the 120 s between SIGTERM and SIGKILL
+STOPPING_STATUSES = {"Stopping", "Stopped"}
 
 
 def command_line(pid):
@@ -109,24 +122,63 @@ def exit_status(status):
     return 128 - code if code < 0 else code
 
 
-def main(argv=None):
+def watch_own_status(job_name, stop_training, ended, poll_seconds=STATUS_POLL_SECONDS):
+    """Until `ended` is set: poll DescribeTrainingJob of this job; once it is stopping, call
+    stop_training() (once). Without boto3 or the permission, say so once and stop watching."""
+    try:
+        import boto3
+
+        sagemaker = boto3.client("sagemaker")
+    except Exception as error:
+        print(f"container_entry: cannot watch {job_name}'s status: {error}", flush=True)
+        return
+    while not ended.wait(poll_seconds):
+        try:
+            found = sagemaker.describe_training_job(TrainingJobName=job_name)
+        except Exception as error:
+            print(f"container_entry: cannot watch {job_name}'s status: {error}", flush=True)
+            return
+        if {found["TrainingJobStatus"], found.get("SecondaryStatus")} & STOPPING_STATUSES:
+            stop_training(signal.SIGTERM)
+            return
+
+
+def parse_args(argv):
+    """(entry script, command, whether a tuning trial runs it): `--entry-script S -- COMMAND` as
+    PID 1, else a trial's hyperparameters (`--epochs 3 ...`) for train.py."""
+    if not argv or argv[0].split("=")[0] != "--entry-script":
+        script = Path(__file__).with_name(TRIAL_ENTRY_SCRIPT)
+        return TRIAL_ENTRY_SCRIPT, [sys.executable, str(script), *argv], True
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--entry-script", required=True, help="file name of the training script")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- the command to run")
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    child = subprocess.Popen(command, start_new_session=True)
-    stop = []
+    return args.entry_script, command, False
 
-    def pass_on(number, frame):
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    entry_script, command, trial = parse_args(argv)
+    child = subprocess.Popen(command, start_new_session=True)
+    stop, ended = [], threading.Event()
+
+    def pass_on(number, frame=None):
+        if stop:  # a second signal (or the status watch after one) changes nothing
+            return
         stop.append(number)
-        targets = pass_stop(child.pid, args.entry_script, number)
+        targets = pass_stop(child.pid, entry_script, number)
         # Said once it is done: a reader of this line knows that the signal was sent.
         said = "all" if targets is None else targets
         print(f"container_entry: {signal.Signals(number).name} passed on to {said}", flush=True)
 
     for number in STOP_SIGNALS:
         signal.signal(number, pass_on)
+    if trial and os.environ.get("TRAINING_JOB_NAME"):  # SageMaker names the job it runs
+        job_name = os.environ["TRAINING_JOB_NAME"]
+        threading.Thread(
+            target=watch_own_status, args=(job_name, pass_on, ended), daemon=True
+        ).start()
     # As PID 1, every orphaned process is ours to reap; the command's own status is the result.
     result = None
     while True:
@@ -136,8 +188,10 @@ def main(argv=None):
             break
         if pid == child.pid:
             result = exit_status(status)
+            ended.set()
             if not stop:  # finished on its own: leftovers end with the container
                 break
+    ended.set()
     return result if result is not None else 128 + (stop[0] if stop else signal.SIGTERM)
 
 

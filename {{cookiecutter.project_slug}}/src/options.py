@@ -19,6 +19,7 @@ MAX_FOLDS = 20
 # values of these still resumes. Every other option, a new one too, is part of its identity.
 RUN_CONTROLS = {"data_dir", "model_dir", "output_data_dir", "checkpoint_dir", "resume"}
 RUN_CONTROLS |= {"log_interval", "checkpoint_interval", "tracking", "num_workers"}
+RUN_CONTROLS |= {"stall_timeout"}
 
 
 def parse_bool(text):
@@ -316,10 +317,19 @@ def build_parser():
         "random augmentation has a seed of its own, so the count never changes the results",
     )
     running.add_argument(
+        "--stall-timeout",
+        type=non_negative_float,
+        default=1800.0,
+        help="seconds without a finished training step (or evaluation batch) after which the "
+        "run is taken as hung: every thread's stack goes to the log, the job fails saying so "
+        "(0: never; default: 1800)",
+    )
+    running.add_argument(
         "--log-interval",
         type=non_negative_float,
         default=10.0,
-        help="seconds between progress lines within an epoch (0: none; default: 10)",
+        help="seconds between progress lines within an epoch (0: none but the run's first step; "
+        "default: 10)",
     )
     if HAS_TRACKING:
         running.add_argument(

@@ -1,7 +1,8 @@
-"""A run that stops and resumes anywhere: it resumes from a checkpoint of the same settings,
-saves one after every epoch, every --checkpoint-interval seconds and when SIGTERM/SIGINT asks it
-to stop, and prints progress within an epoch. It also keeps the weights of the last completed
-epoch (`epoch_weights`), which a stop leaves as the run's model. train.py's loops go through it:
+"""A run that stops and resumes anywhere: it resumes from a checkpoint of the same settings, saves
+one after every epoch, every --checkpoint-interval seconds and when SIGTERM/SIGINT asks it to
+stop, prints progress within an epoch, and ends a run whose steps stall (watchdog.py). It also
+keeps the weights of the last completed epoch (`epoch_weights`), which a stop leaves as the
+run's model. train.py's loops go through it:
 
     for epoch, order in run.epochs():         # skips the epochs a checkpoint holds
         for batch in run.steps(batches_from):  # from the step it holds
@@ -20,6 +21,7 @@ import torch
 
 import checkpoint
 import distributed
+import watchdog
 
 # With several processes, they agree every this many steps whether a signal asks them to stop.
 STOP_CHECK_STEPS = 10
@@ -53,6 +55,8 @@ class ResumableRun:
         # mid-epoch still has a model whose metrics the history holds. None before the first.
         self.epoch_weights = None
         self.stop = checkpoint.StopSignals()
+        self.first_step_done = False  # said once: the launcher measures start-up up to it
+        self.watchdog = watchdog.Watchdog(config.stall_timeout)
         self.last_save = time.monotonic()
 
     @property
@@ -61,10 +65,12 @@ class ResumableRun:
 
     def __enter__(self):
         self.stop.__enter__()
+        self.watchdog.__enter__()
         self.resume()
         return self
 
     def __exit__(self, *exc_info):
+        self.watchdog.__exit__(*exc_info)
         self.stop.__exit__(*exc_info)
 
     def resume(self):
@@ -150,8 +156,16 @@ class ResumableRun:
         for step, batch in enumerate(batches_from(first), start=first + 1):
             self.step = step
             yield batch
+            watchdog.progress()
             now = time.monotonic()
-            if self.config.log_interval and now - last_report >= self.config.log_interval:
+            if not self.first_step_done:
+                self.first_step_done = True
+                loss = self.losses[step - 1].item() / len(batch[0])
+                self.print0(
+                    f"epoch {epoch} step {step}/{self.steps_per_epoch}: first step done, "
+                    f"loss {loss:.4f}"
+                )
+            elif self.config.log_interval and now - last_report >= self.config.log_interval:
                 rate = (step - first) * len(batch[0]) / (now - started)
                 loss = self.losses[step - 1].item() / len(batch[0])
                 self.print0(

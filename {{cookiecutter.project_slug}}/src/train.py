@@ -35,6 +35,7 @@ import metrics
 import model as model_code
 import saved_model
 import splits
+import watchdog
 from plots import plot_confusion_matrix, plot_curves
 from resumable import Diverged, ResumableRun
 
@@ -219,6 +220,7 @@ def predict(model, batches, autocast, processes):
     for inputs, _ in batches():
         with autocast():
             outputs.append(model(inputs).float())
+        watchdog.progress()
     targets = batches.split.targets
     targets = targets if targets is None else targets.to(batches.device)
     gathered = distributed.gather(torch.cat(outputs), processes)
@@ -289,7 +291,7 @@ def main(argv=None):
     except (data.DatasetError, Diverged) as error:
         # From a DataLoader worker, the message holds the worker's traceback: its last line
         # is the error's own.
-        sys.exit(f"error: {str(error).splitlines()[-1].removeprefix('data.DatasetError: ')}")
+        fail(str(error).splitlines()[-1].removeprefix("data.DatasetError: "))
     except checkpoint.Interrupted as stopped:
         print(stopped, file=sys.stderr)
         sys.exit(stopped.exit_code)
@@ -298,7 +300,14 @@ def main(argv=None):
         sys.exit(128 + signal.SIGINT)
     except OSError as error:  # a full disk, a folder that cannot be written
         where = f" writing {error.filename}" if error.filename else ""
-        sys.exit(f"error: {error.strerror or error}{where}; nothing half-written was left")
+        fail(f"{error.strerror or error}{where}; nothing half-written was left")
+
+
+def fail(message):
+    """End with one line on stderr; in a job it is also the failure file, which SageMaker shows
+    as the job's FailureReason (instead of the driver's traceback of a non-zero exit)."""
+    watchdog.write_failure(message)
+    sys.exit(f"error: {message}")
 
 
 if __name__ == "__main__":

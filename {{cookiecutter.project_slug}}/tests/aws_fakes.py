@@ -275,6 +275,15 @@ def prices_cache(tmp_path, monkeypatch):
     return path
 
 
+@pytest.fixture
+def uploaded_dataset(aws, synthetic_dataset):
+    """The tiny dataset where upload_dataset.py puts it: the default dataset URI."""
+    bucket = aws_env.default_bucket(REGION)
+    aws.client("s3").create_bucket(Bucket=bucket)
+    upload_folder(aws.client("s3"), synthetic_dataset, aws_env.dataset_uri(bucket))
+    return aws_env.dataset_uri(bucket)
+
+
 def upload_folder(s3, folder, uri):
     bucket, prefix = aws_env.split_s3_uri(uri)
     for path in Path(folder).rglob("*"):
@@ -326,11 +335,28 @@ class FakeSageMaker:
         self.release = threading.Event()
         self.stops = {}  # job name -> threading.Event
         self.pause_at, self.paused, self.held = None, threading.Event(), []
+        # Instance types with capacity now: of a job's instance preferences, the first of these
+        # is selected (SelectedInstanceType); None: every type has capacity.
+        self.capacity = None
 
     def on_create(self, backend, request):
         self.requests.append(request)
         job = backend.training_jobs[request["TrainingJobName"]]
-        job.training_job_status, job.secondary_status = "InProgress", "Starting"
+        preferences = request["ResourceConfig"].get("InstancePreferences")
+        if preferences:  # SageMaker selects the first type that has capacity
+            selected = next(
+                choice["InstanceType"]
+                for choice in preferences
+                if self.capacity is None or choice["InstanceType"] in self.capacity
+            )
+            count = request["ResourceConfig"]["InstanceCount"]
+            job.resource_config.update(SelectedInstanceType=selected, SelectedInstanceCount=count)
+            request = {**request, "ResourceConfig": {**request["ResourceConfig"]}}
+            request["ResourceConfig"]["InstanceType"] = selected  # what the container is told
+        job.training_job_status = "InProgress"
+        job.training_start_time = job.training_end_time = None
+        job.secondary_status_transitions = []
+        self.transition(job, "Starting", "Preparing the instances for training")
         # moto replaces the metric definitions with its own; SageMaker keeps the request's.
         job.algorithm_specification["MetricDefinitions"] = request["AlgorithmSpecification"].get(
             "MetricDefinitions", []
@@ -345,8 +371,50 @@ class FakeSageMaker:
         except Exception as error:  # a broken fake must show up as a failed job, not a hang
             job.training_job_status, job.failure_reason = "Failed", f"fake SageMaker: {error!r}"
 
+    @staticmethod
+    def transition(job, status, message):
+        """A secondary status as DescribeTrainingJob's SecondaryStatusTransitions lists them
+        (botocore's SecondaryStatusTransition: Status, StartTime, EndTime, StatusMessage)."""
+        from moto.core.utils import utcnow
+
+        now = utcnow()
+        if job.secondary_status_transitions:
+            job.secondary_status_transitions[-1]["EndTime"] = now
+        if status in job_results.TERMINAL_STATUSES:
+            job.training_end_time = now
+        job.secondary_status_transitions.append(
+            {"Status": status, "StartTime": now, "StatusMessage": message}
+        )
+        job.secondary_status = status
+
+    def log_streamer(self, job_name):
+        """echo for a running job: its lines reach CloudWatch Logs as it prints them, in
+        batches at most half a second apart, as the container's log agent sends them."""
+        logs = self.aws.client("logs")
+        with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
+            logs.create_log_group(logGroupName=job_results.LOG_GROUP)
+        stream = f"{job_name}/{local_job.HOST}-{int(time.time())}"
+        logs.create_log_stream(logGroupName=job_results.LOG_GROUP, logStreamName=stream)
+        pending, sent = [], [time.monotonic()]
+
+        def flush():
+            if pending:
+                logs.put_log_events(
+                    logGroupName=job_results.LOG_GROUP, logStreamName=stream, logEvents=pending
+                )
+                pending.clear()
+            sent[0] = time.monotonic()
+
+        def echo(line):
+            pending.append({"timestamp": int(time.time() * 1000), "message": line or " "})
+            self.watch(line)
+            if time.monotonic() - sent[0] >= 0.5:
+                flush()
+
+        echo.flush = flush
+        return echo
+
     def run_job(self, job, request):
-        job.secondary_status = "Training"
         if self.behaviour == "hang":  # until released: then abandoned, or run if told to
             self.release.wait(timeout=120)
             if self.behaviour == "hang":
@@ -354,6 +422,9 @@ class FakeSageMaker:
         output_path = request["OutputDataConfig"]["S3OutputPath"].rstrip("/")
         output = f"{output_path}/{job.training_job_name}/output"
         s3 = self.aws.client("s3")
+        job.training_start_time = job.creation_time
+        self.transition(job, "Downloading", "Downloading input data")
+        echo = None
         with tempfile.TemporaryDirectory(prefix="fake-sagemaker-") as workdir:
             if self.behaviour == "hostile":
                 run = local_job.ContainerRun(
@@ -386,20 +457,25 @@ class FakeSageMaker:
                 if prefix:
                     with contextlib.suppress(FileNotFoundError):  # a config's first job
                         aws_env.download_prefix(s3, prefix, checkpoints)
+                self.transition(job, "Training", "Training image download completed.")
+                echo = self.log_streamer(job.training_job_name)
                 run = local_job.run_container(
                     request,
                     channel_dirs,
                     Path(workdir, "container"),
-                    echo=self.watch,
+                    echo=echo,
                     checkpoints=checkpoints if prefix else None,
                     stop=self.stops.setdefault(job.training_job_name, threading.Event()),
                 )
+                echo.flush()
+                self.transition(job, "Uploading", "Uploading generated training model")
                 if prefix:
                     self.sync_checkpoints(s3, checkpoints, prefix)
                 for archive in [run.model_tar, run.output_tar]:
                     bucket, key = aws_env.split_s3_uri(f"{output}/{archive.name}")
                     s3.upload_file(str(archive), bucket, key)
-        self.write_logs(job.training_job_name, run)
+        if echo is None:  # the log lines of a job that never ran
+            self.write_logs(job.training_job_name, run)
         # What SageMaker reports when the container ends (moto serves these attributes as is).
         description = local_job.description(request, run)
         job.final_metric_data_list = [
@@ -411,7 +487,8 @@ class FakeSageMaker:
         spot = request.get("EnableManagedSpotTraining")
         job.billable_time_in_seconds = job.training_time_in_seconds // (2 if spot else 1)
         job.failure_reason = description["FailureReason"]
-        job.training_job_status = job.secondary_status = description["TrainingJobStatus"]
+        self.transition(job, description["TrainingJobStatus"], "Training job ended")
+        job.training_job_status = description["TrainingJobStatus"]
 
     def watch(self, line):
         import container_entry

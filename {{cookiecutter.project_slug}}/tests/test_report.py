@@ -40,6 +40,9 @@ def several_jobs(tmp_path):
             hyperparameters={"epochs": "3", "lr": lr},
             final_metrics={job_config.OBJECTIVE: score, "train:loss": 0.1},
         )
+    startup = {"provisioning": 90.0, "image_download": 120.0, "total": 240.0}
+    exp_file = results / "jobs" / "1" / "exp.json"
+    exp_file.write_text(json.dumps({**json.loads(exp_file.read_text()), "startup": startup}))
     triage = {"cause": "the job ran out of memory", "fix": "lower batch-size", "log_tail": []}
     write_job(
         results,
@@ -72,12 +75,17 @@ def test_the_report_ranks_jobs_by_the_objective_with_what_differs_and_what_they_
         "lr",
         "billable_s",
         "cost",
+        "start-up",
     ]  # epochs: the same everywhere
     jobs = [row.split("|")[2].strip() for row in rows[2:]]
     scored = ["[job-2](jobs/2/exp.json)", "[job-1](jobs/1/exp.json)", "[job-3](jobs/3/exp.json)"]
     assert jobs == (scored if MAXIMIZE else scored[::-1]) + ["[job-4](jobs/4/exp.json)"]
-    assert "| $0.03 |" in rows[2 if MAXIMIZE else 4] and rows[-1].endswith("| - |")
+    assert "| $0.03 |" in rows[2 if MAXIMIZE else 4] and rows[-1].endswith("| - | - |")
     assert "known cost $0.05" in text
+    (first,) = [row for row in rows if "[job-1]" in row]
+    assert first.endswith("| 4 min 0 s |")  # the time to its first training step
+    phases = "start-up 4 min 0 s to the first step: image download and container start 2 min"
+    assert f"## Start-up\n\n- job-1: {phases}" in text
     assert "- job-4: the job ran out of memory; fix: lower batch-size" in text
     with Image.open(several_jobs / "report.png") as image:
         assert image.format == "PNG"
@@ -132,10 +140,9 @@ def test_a_real_local_job_appears_with_its_objective(
     assert made.returncode == 0, made.stderr
     (exp_file,) = jobs.glob("*/exp.json")
     exp = json.loads(exp_file.read_text())
-    (row,) = [
-        line
-        for line in (tmp_path / "report.md").read_text().splitlines()
-        if exp["job_name"] in line
-    ]
-    assert "| tiny |" in row and "| Completed (local) |" in row
+    text = (tmp_path / "report.md").read_text()
+    (row,) = [line for line in text.splitlines() if line.startswith("| tiny |")]
+    assert exp["job_name"] in row and "| Completed (local) |" in row
+    # Its start-up, from its log: loading data and model, then the first step.
+    assert f"- {exp['job_name']}: start-up " in text and "first_step" in exp["startup"]
     assert f"| {exp['final_metrics'][job_config.OBJECTIVE]:.4f} |" in row

@@ -49,13 +49,6 @@ def tiny_config(tmp_path):
     return write_config(path)
 
 
-@pytest.fixture
-def uploaded_dataset(aws, synthetic_dataset):
-    aws.client("s3").create_bucket(Bucket=BUCKET)
-    upload_folder(aws.client("s3"), synthetic_dataset, DATASET_URI)
-    return DATASET_URI
-
-
 def run_job(*options, env, cwd):
     return run_script([RUN_JOB, "--poll-seconds", "0.2", *options], env=env, cwd=cwd)
 

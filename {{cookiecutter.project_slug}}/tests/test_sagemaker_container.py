@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from aws_fakes import PROJECT_ROOT
+from aws_fakes import PROJECT_ROOT, REGION
 
 import container_entry
 import options
@@ -110,13 +110,14 @@ class Container:
         if not self.opt_ml.exists():
             local_job.prepare_tree(self.opt_ml, request, channels)
 
-    def start(self):
+    def start(self, command=None, variables=()):
+        """Run the request's container command (or `command`, with `variables` besides)."""
         for folder in ["model", "output"]:  # a restarted job starts with empty ones
             shutil.rmtree(self.opt_ml / folder, ignore_errors=True)
         (self.opt_ml / "model").mkdir()
         (self.opt_ml / "output" / "data").mkdir(parents=True)
         algorithm = self.request["AlgorithmSpecification"]
-        command = [*algorithm["ContainerEntrypoint"], *algorithm["ContainerArguments"]]
+        command = command or [*algorithm["ContainerEntrypoint"], *algorithm["ContainerArguments"]]
         environment = {
             # The image's own: its python3 (here this one) first on PATH.
             "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
@@ -129,6 +130,7 @@ class Container:
             "OMP_NUM_THREADS": os.environ["OMP_NUM_THREADS"],
             **self.request.get("Environment", {}),
             "TRAINING_JOB_NAME": JOB_NAME,
+            **dict(variables),
         }
         keep = self.root / "opt-as-it-was"
         keep.mkdir(exist_ok=True)
@@ -372,3 +374,78 @@ def test_a_stop_reaches_train_py_but_not_its_dataloader_workers(dataset_channel,
     assert "stopped by SIGTERM at epoch 1" in log and "DataLoader worker" not in log, log
     assert (container.opt_ml / "checkpoints" / "checkpoint.pt").is_file()
     assert code == 128 + signal.SIGTERM, log
+
+
+# A tuning trial under the SageMaker PyTorch image's own entry: PID 1 is a bash
+# (start_with_right_hostname.sh) whose child `train` (sagemaker-training, here a Python process
+# that runs the trial's program with its hyperparameters and waits) starts the program; neither
+# passes a signal on.
+IMAGE_ENTRY = r"""
+cd /opt/ml/input/data/code
+python3 -c 'import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))' python3 "$@"
+"""
+TRIAL_VARIABLES = {  # what sagemaker-training sets for the program
+    "SM_CHANNEL_TRAINING": "/opt/ml/input/data/training",
+    "SM_MODEL_DIR": "/opt/ml/model",
+    "SM_OUTPUT_DATA_DIR": "/opt/ml/output/data",
+    "SM_OUTPUT_DIR": "/opt/ml/output",
+}
+
+
+def start_trial(container, program, values, aws_variables=()):
+    """The trial's container: the image's entry as PID 1, running `program` (sagemaker_program)
+    with the trial's hyperparameters as sagemaker-training passes them."""
+    arguments = [word for key, value in values.items() for word in (f"--{key}", str(value))]
+    command = ["bash", "-c", IMAGE_ENTRY, "image-entry", program, *arguments]
+    return container.start(command, {**TRIAL_VARIABLES, **dict(aws_variables)})
+
+
+def test_the_images_own_entry_never_passes_a_stop_on_to_a_trial(dataset_channel, tmp_path):
+    values = hyperparameters(**{"epochs": 3, "batch-size": 64, "log-interval": "1e-9"})
+    container = container_for(values, tmp_path, dataset_channel)
+    start_trial(container, "train.py", values)
+    for line in container.lines():
+        if line.startswith("epoch 2 step"):
+            container.stop()  # SIGTERM to PID 1, as SageMaker stops a trial
+            break
+
+    code = container.wait()
+
+    log = container.output()
+    assert code == 0 and "stopped by SIGTERM" not in log, log  # train.py never heard of it
+    assert "epoch=3 " in log
+
+
+def test_a_trial_run_through_container_entry_stops_when_sagemaker_says_it_stops(
+    dataset_channel, tmp_path, aws, aws_credentials
+):
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.sagemaker.models import sagemaker_backends
+
+    values = hyperparameters(**{"epochs": 8, "batch-size": 16, "log-interval": "1e-9"})
+    container = container_for(values, tmp_path, dataset_channel)
+    request = {key: container.request[key] for key in ("AlgorithmSpecification", "RoleArn")}
+    aws.client("sagemaker").create_training_job(
+        TrainingJobName=JOB_NAME,
+        **request,
+        OutputDataConfig=container.request["OutputDataConfig"],
+        ResourceConfig=container.request["ResourceConfig"],
+        StoppingCondition=container.request["StoppingCondition"],
+    )
+    trial = sagemaker_backends[DEFAULT_ACCOUNT_ID][REGION].training_jobs[JOB_NAME]
+    trial.training_job_status = trial.secondary_status = "InProgress"
+    # The program finds AWS as a trial would (here moto, with the test's dummy keys).
+    reach_aws = {name: value for name, value in os.environ.items() if name.startswith("AWS_")}
+    start_trial(container, "container_entry.py", values, {**reach_aws, **aws_credentials})
+    for line in container.lines():
+        if line.startswith("epoch 2 step"):
+            trial.training_job_status = trial.secondary_status = "Stopping"  # StopTrainingJob
+            container.stop_while_training_is_paused()  # and SIGTERM to PID 1, which drops it
+            break
+
+    code = container.wait()
+
+    log = container.output()
+    assert code == 128 + signal.SIGTERM, log
+    assert re.search(r"stopped by SIGTERM at epoch \d+, step \d+; checkpoint in ", log), log
+    assert list((container.opt_ml / "checkpoints").glob("checkpoint-*.pt"))

@@ -28,6 +28,8 @@ import metrics
 import saved_model
 import splits
 import train
+import watchdog
+from launcher import job_results
 from options import PROJECT_ROOT, build_parser
 
 TRAIN_SCRIPT = PROJECT_ROOT / "src" / "train.py"
@@ -509,10 +511,62 @@ def test_cli_exits_1_with_one_line_on_stderr_when_the_data_is_missing(tmp_path, 
         capture_output=True,
         text=True,
         timeout=120,
-        env=job_environment(),
+        env=job_environment(SM_OUTPUT_DIR=tmp_path / "opt_ml_output"),
     )
     assert done.returncode == 1
-    assert len(done.stderr.strip().splitlines()) == 1 and "prepare_dataset.py" in done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert "prepare_dataset.py" in line
+    # In a job the same line is the failure file, which SageMaker shows as the FailureReason.
+    failure = (tmp_path / "opt_ml_output" / "failure").read_text()
+    assert f"error: {failure.strip()}" == line
+
+
+# train.py, with a training step that never finishes: the given step of the run blocks forever.
+STALLED_TRAIN = """
+import runpy, sys, threading
+sys.path.insert(0, {source!r})
+import metrics
+real_loss, steps = metrics.loss, []
+def loss_that_never_returns(*args):
+    steps.append(args)
+    if len(steps) == {stalled_step}:
+        threading.Event().wait()
+    return real_loss(*args)
+metrics.loss = loss_that_never_returns
+sys.argv[0] = {script!r}
+runpy.run_path({script!r}, run_name="__main__")
+"""
+
+
+def test_a_stalled_step_ends_the_run_with_every_stack_and_the_failure_file_saying_so(
+    synthetic_dataset, tmp_path, train_argv
+):
+    argv = train_argv(synthetic_dataset, tmp_path, "--epochs", "2", "--train-size", "500")
+    argv += ["--batch-size", "100", "--stall-timeout", "10"]  # 5 steps an epoch; each takes ms
+    stalled = STALLED_TRAIN.format(
+        source=str(TRAIN_SCRIPT.parent), script=str(TRAIN_SCRIPT), stalled_step=7
+    )
+
+    done = subprocess.run(
+        [sys.executable, "-c", stalled, *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=job_environment(SM_OUTPUT_DIR=tmp_path / "opt_ml_output"),
+    )
+
+    assert done.returncode == watchdog.EXIT_STALLED, done.stdout + done.stderr
+    assert "epoch=1 " in done.stdout  # epoch 2's second step is the one that stalls
+    # faulthandler's dump: the main thread, where it hangs, and the watchdog's own thread.
+    assert "in loss_that_never_returns" in done.stderr
+    assert re.search(r"Current thread .* \(most recent call first\)", done.stderr)
+    last_line = done.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error: stalled: no training step finished in 10 s (")
+    failure = (tmp_path / "opt_ml_output" / "failure").read_text()
+    assert failure.startswith("stalled: no training step finished in 10 s")
+    assert checkpoint_files(tmp_path / "checkpoints")  # epoch 1's: a relaunch resumes from it
+    found = job_results.triage({"status": "Failed", "failure_reason": failure}, [])
+    assert found["cause"].startswith("the run hung") and "(now 10 s)" in found["fix"]
 
 
 def run_train_script(argv, prefix=(), **popen):

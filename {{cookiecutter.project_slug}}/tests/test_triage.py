@@ -36,6 +36,14 @@ def failed(reason="AlgorithmError: ExecuteUserScriptError", log=()):
             "'ml.g5.xlarge for training warm pool usage'",
         ),
         (
+            "CapacityError: Unable to provision requested ML compute capacity. Please retry "
+            "using a different ML instance type.",
+            [],
+            {},
+            "no capacity of this instance type",
+            "--instance-fallback TYPE",
+        ),
+        (
             "ClientError: An error occurred (AccessDenied) when calling the GetObject operation "
             "on s3://bucket/dataset",
             ["Downloading the training channel"],
@@ -58,7 +66,14 @@ def failed(reason="AlgorithmError: ExecuteUserScriptError", log=()):
             "add timm to src/requirements.txt",
         ),
     ],
-    ids=["quota (spot)", "quota (warm pool)", "S3 access", "GPU memory", "missing module"],
+    ids=[
+        "quota (spot)",
+        "quota (warm pool)",
+        "capacity",
+        "S3 access",
+        "GPU memory",
+        "missing module",
+    ],
 )
 def test_each_known_cause_has_its_fix(reason, log, summary, cause, fix):
     job, events = failed(reason, log)

@@ -79,7 +79,8 @@ def test_dry_run_prints_the_tuning_request_without_any_aws_call(
         job_config.METRIC_DEFINITIONS
     )
     static = definition["StaticHyperParameters"]
-    assert static.pop("sagemaker_program") == "train.py"
+    # The image's entry runs it as the trial's program; it runs train.py (a stop reaches it).
+    assert static.pop("sagemaker_program") == "container_entry.py"
     assert static.pop("sagemaker_submit_directory").endswith("/sourcedir/sourcedir.tar.gz")
     assert static == {"epochs": "1"}
     assert definition["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == (
