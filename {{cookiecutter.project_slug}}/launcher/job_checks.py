@@ -331,5 +331,5 @@ def warm_pool_line(session, spec):
         )
     return (
         f"warm pool: reuses the instance {found['TrainingJobName']} left warm: no provisioning, "
-        "and pip's and torch's downloads are in its cache"
+        "and src/requirements.txt's packages and torch's downloads are in its cache"
     )

@@ -165,6 +165,8 @@ def check_job_options(parser, args, local=False):
     keep_alive = getattr(args, "keep_alive", 0)
     if keep_alive > KEEP_ALIVE_MAX:
         parser.error(f"--keep-alive: SageMaker keeps a warm pool at most {KEEP_ALIVE_MAX} seconds")
+    if local and keep_alive:
+        parser.error("--keep-alive keeps a SageMaker instance warm; --local runs here")
     if args.use_spot and keep_alive:
         parser.error("--keep-alive (warm pools) does not work with --use-spot; drop one")
     if args.use_spot and args.max_wait < args.max_run:
@@ -331,9 +333,14 @@ WARM_POOL_CACHE = "/opt/ml/sagemaker/warmpoolcache"
 
 
 def warm_pool_caches():
-    """The environment that keeps pip's downloads and built wheels (src/requirements.txt) and
-    torch's downloaded weights in the warm pool's cache: a reused instance fetches neither."""
-    return {"PIP_CACHE_DIR": f"{WARM_POOL_CACHE}/pip", "TORCH_HOME": f"{WARM_POOL_CACHE}/torch"}
+    """The environment that keeps src/requirements.txt's packages (src/container_entry.py
+    installs them into WARM_POOL_CACHE), pip's downloads and torch's downloaded weights in the
+    warm pool's cache: a reused instance installs and downloads only what changed."""
+    return {
+        "WARM_POOL_CACHE": WARM_POOL_CACHE,
+        "PIP_CACHE_DIR": f"{WARM_POOL_CACHE}/pip",
+        "TORCH_HOME": f"{WARM_POOL_CACHE}/torch",
+    }
 
 
 def job_spec(args):

@@ -17,7 +17,8 @@ them would kill its data pipeline mid-checkpoint). The shells and the driver are
 they carry train.py's log lines and exit code to the end. If no training process runs yet
 (requirements are installing), the whole command is stopped. A process that ends meanwhile is
 skipped: PID 1 must outlive every one of them. Standard library only: it runs before
-src/requirements.txt is installed.
+src/requirements.txt is installed. On a warm pool it points pip's user installs into the pool's
+persistent cache (warm_pool_environment), so a reused instance installs only what changed.
 
 A tuning job's trials cannot be given a container command: the image's own entry runs them
 (SageMaker PyTorch images: PID 1 is a bash running start_with_right_hostname.sh, whose child
@@ -32,6 +33,7 @@ the image's entry installs the requirements before it runs the program.
 import argparse
 import os
 import signal
+import site
 import subprocess
 import sys
 import threading
@@ -41,6 +43,9 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 TRIAL_ENTRY_SCRIPT = "train.py"  # what a tuning trial runs (launcher/project.py's ENTRY_SCRIPT)
 STATUS_POLL_SECONDS = 10  # far inside the 120 s between SIGTERM and SIGKILL
 STOPPING_STATUSES = {"Stopping", "Stopped"}
+# Set by the launcher with --keep-alive: the warm pool's persistent cache, kept on the instance
+# from one job to the next.
+WARM_POOL_CACHE_VARIABLE = "WARM_POOL_CACHE"
 
 
 def command_line(pid):
@@ -143,6 +148,17 @@ def watch_own_status(job_name, stop_training, ended, poll_seconds=STATUS_POLL_SE
             return
 
 
+def warm_pool_environment(environment, in_virtualenv, user_site):
+    """The command's environment. On a warm pool (WARM_POOL_CACHE set), pip installs
+    src/requirements.txt as user packages into the pool's cache, which Python puts on sys.path:
+    the next job on the instance finds them installed. Not where user packages are invisible (a
+    virtualenv, user site off): there pip's download cache (PIP_CACHE_DIR) is all it keeps."""
+    cache = environment.get(WARM_POOL_CACHE_VARIABLE)
+    if not cache or in_virtualenv or not user_site:
+        return dict(environment)
+    return {**environment, "PYTHONUSERBASE": f"{cache}/python", "PIP_USER": "1"}
+
+
 def parse_args(argv):
     """(entry script, command, whether a tuning trial runs it): `--entry-script S -- COMMAND` as
     PID 1, else a trial's hyperparameters (`--epochs 3 ...`) for train.py."""
@@ -160,7 +176,11 @@ def parse_args(argv):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     entry_script, command, trial = parse_args(argv)
-    child = subprocess.Popen(command, start_new_session=True)
+    in_virtualenv = sys.prefix != sys.base_prefix
+    environment = warm_pool_environment(os.environ, in_virtualenv, site.ENABLE_USER_SITE)
+    if environment.get("PIP_USER"):
+        print(f"container_entry: packages install into {environment['PYTHONUSERBASE']}", flush=True)
+    child = subprocess.Popen(command, start_new_session=True, env=environment)
     stop, ended = [], threading.Event()
 
     def pass_on(number, frame=None):

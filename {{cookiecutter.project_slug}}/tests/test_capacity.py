@@ -13,6 +13,7 @@ from aws_fakes import REGION, run_script
 from botocore.validate import ParamValidator
 from test_run_job import RUN_JOB, environment, only_result, write_config
 
+import container_entry
 from launcher import job_cost, job_options, project
 
 PRICES = {"ml.g5.xlarge": 1.408, "ml.g6.xlarge": 0.805, "ml.g4dn.xlarge": 0.736}
@@ -92,8 +93,18 @@ def test_a_fallback_becomes_instance_preferences_in_order_and_the_bound_takes_th
         (["--max-pending", "600"], "--max-pending: must be from 1800 to 2419200"),
         (["--instance-fallback", "ml.m5.large"], "need different training images"),
         ([*FALLBACK, "--local"], "--max-pending: SageMaker's capacity, not --local's"),
+        (["--keep-alive", "600", "--local"], "--keep-alive keeps a SageMaker instance warm"),
     ],
-    ids=["spot", "six types", "twice", "cpu pending", "short pending", "cpu and gpu", "local"],
+    ids=[
+        "spot",
+        "six types",
+        "twice",
+        "cpu pending",
+        "short pending",
+        "cpu and gpu",
+        "local",
+        "local warm pool",
+    ],
 )
 def test_capacity_options_sagemaker_would_refuse_are_refused_here_in_one_line(
     options, said, tmp_path
@@ -139,6 +150,12 @@ def test_the_job_runs_and_is_billed_on_the_type_sagemaker_selected(
     assert done.returncode == 0, done.stdout + done.stderr
     _, exp = only_result(out)
     assert exp["instance_type"] == "ml.g6.xlarge"
+    resources = fake_sagemaker.aws.client("sagemaker").describe_training_job(
+        TrainingJobName=exp["job_name"]
+    )["ResourceConfig"]  # as DescribeTrainingJob has it: botocore's shape
+    report = ParamValidator().validate(resources, sagemaker_model().shape_for("ResourceConfig"))
+    assert not report.has_errors(), report.generate_report()
+    assert resources["SelectedInstanceType"] == "ml.g6.xlarge"
     assert exp["instance_preferences"] == ["ml.g5.xlarge", "ml.g6.xlarge", "ml.g4dn.xlarge"]
     assert exp["price_usd_per_hour"] == 0.805
     assert exp["cost_usd"] == pytest.approx(exp["billable_seconds"] * 0.805 / 3600)
@@ -152,10 +169,35 @@ def test_a_warm_pool_job_caches_pip_and_torch_downloads_in_the_persistent_cache(
     environment_ = request_of(dry_run("--keep-alive", "600", "--json", cwd=tmp_path))["Environment"]
     cold = request_of(dry_run("--json", cwd=tmp_path))["Environment"]
 
+    assert environment_["WARM_POOL_CACHE"] == job_options.WARM_POOL_CACHE
     assert environment_["PIP_CACHE_DIR"] == f"{job_options.WARM_POOL_CACHE}/pip"
     assert environment_["TORCH_HOME"] == f"{job_options.WARM_POOL_CACHE}/torch"
     assert job_options.WARM_POOL_CACHE == "/opt/ml/sagemaker/warmpoolcache"
-    assert "PIP_CACHE_DIR" not in cold and "TORCH_HOME" not in cold
+    assert not {"WARM_POOL_CACHE", "PIP_CACHE_DIR", "TORCH_HOME"} & set(cold)
+
+
+@pytest.mark.parametrize(
+    ("in_virtualenv", "user_site", "into_the_cache"),
+    [(False, True, True), (True, True, False), (False, False, False)],
+    ids=["image python", "virtualenv", "user site off"],
+)
+def test_on_a_warm_pool_packages_install_into_its_cache_where_python_finds_them(
+    in_virtualenv, user_site, into_the_cache
+):
+    job = {"PATH": "/usr/bin", **job_options.warm_pool_caches()}
+
+    environment = container_entry.warm_pool_environment(job, in_virtualenv, user_site)
+
+    if into_the_cache:  # pip --user installs there; Python puts its site-packages on sys.path
+        assert environment == {
+            **job,
+            "PYTHONUSERBASE": f"{job_options.WARM_POOL_CACHE}/python",
+            "PIP_USER": "1",
+        }
+    else:  # pip would refuse a --user install there: its download cache alone
+        assert environment == job
+    cold = {"PATH": "/usr/bin"}
+    assert container_entry.warm_pool_environment(cold, False, True) == cold
 
 
 def warm_job(aws, name, role, instance_type=project.INSTANCE_TYPE, status="Available"):

@@ -188,6 +188,21 @@ def test_a_followed_job_shows_its_progress_eta_and_cost_and_its_start_up_comes_b
         exp["startup"]
     )
     assert f"{exp['job_name']}: start-up " in done.stdout
+    # The fake's transitions are SageMaker's: botocore's shape, its statuses, in its order.
+    answer = fake_sagemaker.aws.client("sagemaker").describe_training_job(
+        TrainingJobName=exp["job_name"]
+    )
+    transitions = answer["SecondaryStatusTransitions"]
+    shape = botocore.session.get_session().get_service_model("sagemaker")
+    report = ParamValidator().validate(transitions, shape.shape_for("SecondaryStatusTransitions"))
+    assert not report.has_errors(), report.generate_report()
+    assert [step["Status"] for step in transitions] == [
+        "Starting",
+        "Downloading",
+        "Training",
+        "Uploading",
+        "Completed",
+    ]
 
 
 def test_max_cost_stops_a_running_job_it_would_pass_and_the_stop_checkpoints(
