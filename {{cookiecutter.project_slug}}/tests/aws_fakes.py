@@ -389,29 +389,40 @@ class FakeSageMaker:
 
     def log_streamer(self, job_name):
         """echo for a running job: its lines reach CloudWatch Logs as it prints them, in
-        batches at most half a second apart, as the container's log agent sends them."""
+        batches a fraction of a second apart, as the container's log agent sends them (also
+        while train.py is paused). close() sends the rest."""
         logs = self.aws.client("logs")
         with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
             logs.create_log_group(logGroupName=job_results.LOG_GROUP)
         stream = f"{job_name}/{local_job.HOST}-{int(time.time())}"
         logs.create_log_stream(logGroupName=job_results.LOG_GROUP, logStreamName=stream)
-        pending, sent = [], [time.monotonic()]
+        pending, lock, closed = [], threading.Lock(), threading.Event()
 
         def flush():
-            if pending:
-                logs.put_log_events(
-                    logGroupName=job_results.LOG_GROUP, logStreamName=stream, logEvents=pending
-                )
-                pending.clear()
-            sent[0] = time.monotonic()
+            with lock:  # one batch at a time: the stream keeps the lines' order
+                if pending:
+                    logs.put_log_events(
+                        logGroupName=job_results.LOG_GROUP,
+                        logStreamName=stream,
+                        logEvents=list(pending),
+                    )
+                    pending.clear()
 
-        def echo(line):
-            pending.append({"timestamp": int(time.time() * 1000), "message": line or " "})
-            self.watch(line)
-            if time.monotonic() - sent[0] >= 0.5:
+        def keep_flushing():
+            while not closed.wait(0.3):
                 flush()
 
-        echo.flush = flush
+        def echo(line):
+            with lock:
+                pending.append({"timestamp": int(time.time() * 1000), "message": line or " "})
+            self.watch(line)
+
+        def close():
+            closed.set()
+            flush()
+
+        threading.Thread(target=keep_flushing, daemon=True).start()
+        echo.close = close
         return echo
 
     def run_job(self, job, request):
@@ -467,7 +478,7 @@ class FakeSageMaker:
                     checkpoints=checkpoints if prefix else None,
                     stop=self.stops.setdefault(job.training_job_name, threading.Event()),
                 )
-                echo.flush()
+                echo.close()
                 self.transition(job, "Uploading", "Uploading generated training model")
                 if prefix:
                     self.sync_checkpoints(s3, checkpoints, prefix)

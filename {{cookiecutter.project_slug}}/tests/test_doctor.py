@@ -225,6 +225,17 @@ def test_a_quota_of_0_fails_the_kind_of_job_it_is_for(
     assert code == 0 and f"✓ quota {quota}: 2" in lines
 
 
+def test_each_fallback_instance_type_has_its_quotas_checked(account, aws_stand_ins, capsys):
+    fallback = "ml.m5.large"  # the other instance type the recorded quotas list
+    aws_stand_ins.values[f"{fallback} for training job usage"] = 0.0
+
+    code, lines = diagnose(capsys, "--instance-fallback", fallback)
+
+    check, _ = line_of(lines, f"quota {fallback} for training job usage")
+    assert code == 1 and check == f"✗ quota {fallback} for training job usage: 0"
+    assert f"✓ quota {INSTANCE} for training job usage: 1" in lines  # the first type's, as well
+
+
 def fake_docker(folder, exit_code):
     """A `docker` command whose `docker info` ends with exit_code, as a daemon up (0) or down."""
     docker = folder / "docker"

@@ -209,7 +209,9 @@ def test_max_cost_stops_a_running_job_it_would_pass_and_the_stop_checkpoints(
     fake_sagemaker, uploaded_dataset, long_config, tmp_path, prices_cache
 ):
     job_cost.write_cache(REGION, {project.INSTANCE_TYPE: 0.736})
-    write_config(long_config, **{"epochs": 50, "train-size": 300, "batch-size": 1})
+    # Paused once epoch 2 begins, until the stop reaches it: it cannot finish first, however
+    # slow the guard, and the stop lands mid-epoch.
+    fake_sagemaker.pause_at = "epoch 2 step"
     out = tmp_path / "results"
     launched = run_script(
         [RUN_JOB, "--config", long_config, "--out-dir", out, "--no-wait"],
@@ -219,7 +221,7 @@ def test_max_cost_stops_a_running_job_it_would_pass_and_the_stop_checkpoints(
     assert launched.returncode == 0, launched.stdout + launched.stderr
     (job_name,) = re.findall(r"^Launched (\S+)", launched.stdout, re.MULTILINE)
 
-    # Far below what 50 epochs cost, whatever this machine's pace.
+    # Far below what 3 epochs cost, whatever this machine's pace.
     done = run_script(
         [RUN_JOB, "--poll-seconds", "0.2", "--attach", job_name, "--out-dir", out]
         + ["--max-cost", "0.000001"],
