@@ -184,8 +184,6 @@ def main(argv=None):
     stop, ended = [], threading.Event()
 
     def pass_on(number, frame=None):
-        if stop:  # a second signal (or the status watch after one) changes nothing
-            return
         stop.append(number)
         targets = pass_stop(child.pid, entry_script, number)
         # Said once it is done: a reader of this line knows that the signal was sent.
@@ -196,8 +194,13 @@ def main(argv=None):
         signal.signal(number, pass_on)
     if trial and os.environ.get("TRAINING_JOB_NAME"):  # SageMaker names the job it runs
         job_name = os.environ["TRAINING_JOB_NAME"]
+
+        def stop_unless_stopping(number):  # a signal may have come first
+            if not stop:
+                pass_on(number)
+
         threading.Thread(
-            target=watch_own_status, args=(job_name, pass_on, ended), daemon=True
+            target=watch_own_status, args=(job_name, stop_unless_stopping, ended), daemon=True
         ).start()
     # As PID 1, every orphaned process is ours to reap; the command's own status is the result.
     result = None
