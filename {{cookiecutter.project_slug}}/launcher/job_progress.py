@@ -206,11 +206,11 @@ class JobWatch:
         self.description = {}
         self.prices = {}
 
-    def update(self, description):
-        """Take a DescribeTrainingJob answer; returns the log lines that came since the last."""
-        self.description = description
+    def read_log(self):
+        """The log lines that came since the last call, read into the progress (`description`,
+        the job's latest DescribeTrainingJob answer, says how many epochs it trains)."""
         if self.progress is None:
-            hyperparameters = description.get("HyperParameters") or {}
+            hyperparameters = self.description.get("HyperParameters") or {}
             self.progress = Progress(total_epochs(hyperparameters, self.default_epochs))
         events = self.reader.read_new()
         self.progress.read(events)

@@ -375,7 +375,7 @@ def wait(session, job_names, args):
 
     def after_each(job_name):
         watch = watches[job_name]
-        events = watch.update(watch.description)
+        events = watch.read_log()
         if len(job_names) == 1:
             for _, _, message in events:
                 print(message)
