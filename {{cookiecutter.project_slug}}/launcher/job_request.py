@@ -19,6 +19,7 @@ from launcher.job_config import METRIC_DEFINITIONS
 from launcher.project import ENTRY_SCRIPT, SOURCE_DIR
 
 TRAINING_CHANNEL = "training"  # train.py reads it from SM_CHANNEL_TRAINING
+SDK_CHANNELS = ("code", "sm_drivers")  # the SDK's own: src/ and its container drivers
 CONTAINER_ENTRY = "container_entry.py"  # in src/: the container's PID 1
 # S3 calls an offline build answers itself: uploading the source, whole or in parts.
 OFFLINE_UPLOAD_CALLS = ["PutObject", "CreateMultipartUpload", "UploadPart"]

@@ -119,6 +119,8 @@ def dry_run(args, configs):
 
 def request_summary(request):
     """The lines of a request a person checks before paying for it."""
+    from launcher.job_request import SDK_CHANNELS
+
     resources, stopping = request["ResourceConfig"], request["StoppingCondition"]
     kind = "spot" if request.get("EnableManagedSpotTraining") else "on-demand"
     types = resources.get("InstanceType") or " else ".join(
@@ -135,7 +137,7 @@ def request_summary(request):
     data = [
         f"{channel['ChannelName']} <- {channel['DataSource']['S3DataSource']['S3Uri']}"
         for channel in request["InputDataConfig"]
-        if channel["ChannelName"] not in ("code", "sm_drivers")
+        if channel["ChannelName"] not in SDK_CHANNELS
     ]
     rows = [
         ("image", request["AlgorithmSpecification"]["TrainingImage"]),

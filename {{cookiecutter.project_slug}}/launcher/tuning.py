@@ -239,6 +239,59 @@ def launch_tuner(spec, tuning, name, session, ranges, source_dir, dry_run):
     return request
 
 
+def request_summary(request):
+    """The lines of a CreateHyperParameterTuningJob request a person checks before paying."""
+    from launcher.job_request import SDK_CHANNELS
+
+    config = request["HyperParameterTuningJobConfig"]
+    definition = request["TrainingJobDefinition"]
+    limits, objective = config["ResourceLimits"], config["HyperParameterTuningJobObjective"]
+    resources = definition["ResourceConfig"]
+    kind = "spot" if definition.get("EnableManagedSpotTraining") else "on-demand"
+    seconds = definition["StoppingCondition"]["MaxRuntimeInSeconds"]
+    ranges = config.get("ParameterRanges", {})
+    shown = [
+        f"{found['Name']} {found['MinValue']} to {found['MaxValue']} ({found['ScalingType']})"
+        for kind_ in ("ContinuousParameterRanges", "IntegerParameterRanges")
+        for found in ranges.get(kind_, [])
+    ]
+    shown += [
+        f"{found['Name']} one of {', '.join(found['Values'])}"
+        for found in ranges.get("CategoricalParameterRanges", [])
+    ]
+    fixed = {
+        key: value
+        for key, value in definition.get("StaticHyperParameters", {}).items()
+        if not key.startswith("sagemaker_")  # the SDK's: the code and its program
+    }
+    data = [
+        f"{channel['ChannelName']} <- {channel['DataSource']['S3DataSource']['S3Uri']}"
+        for channel in definition.get("InputDataConfig", [])
+        if channel["ChannelName"] not in SDK_CHANNELS
+    ]
+    rows = [
+        ("image", definition["AlgorithmSpecification"]["TrainingImage"]),
+        (
+            "compute",
+            f"{resources['InstanceCount']} x {resources['InstanceType']} ({kind}), "
+            f"at most {seconds} s a trial",
+        ),
+        (
+            "trials",
+            f"at most {limits['MaxNumberOfTrainingJobs']}, "
+            f"{limits['MaxParallelTrainingJobs']} at a time, {config['Strategy']}",
+        ),
+        ("objective", f"{objective['Type']} {objective['MetricName']}"),
+        ("ranges", "; ".join(shown)),
+        ("fixed", " ".join(f"{key}={value}" for key, value in fixed.items()) or "-"),
+        ("data", ", ".join(data)),
+        ("output", definition["OutputDataConfig"]["S3OutputPath"]),
+        ("tags", " ".join(f"{tag['Key']}={tag['Value']}" for tag in request.get("Tags", []))),
+    ]
+    name = request["HyperParameterTuningJobName"]
+    return [name, *(f"  {label:<16} {value}" for label, value in rows)]
+
+
 def created_before_the_retry(error, session, name, request):
     """Whether a CreateHyperParameterTuningJob refused as "already exists" had in fact created
     the job: botocore retries a call whose answer timed out, and the retry finds the job the

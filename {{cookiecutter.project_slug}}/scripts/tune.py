@@ -1,7 +1,7 @@
 """Tune hyperparameters with a SageMaker tuning job, then fetch the best trial and every score.
 
     python scripts/tune.py --config config/tune001.yaml     # launch, wait, fetch
-    python scripts/tune.py --dry-run     # print the CreateHyperParameterTuningJob request; no AWS
+    python scripts/tune.py --dry-run     # what would launch, on one screen; no AWS call
     python scripts/tune.py --max-cost 5  # refuse unless all trials surely cost at most $5
     python scripts/tune.py --fetch NAME  # wait for an earlier tuning job and fetch its results
 
@@ -54,7 +54,10 @@ def build_parser():
     job_options.add_result_options(parser, project.TUNING_RESULTS_DIR, "result/tune/")
     modes = parser.add_mutually_exclusive_group()
     modes.add_argument(
-        "--dry-run", action="store_true", help="print the request as JSON; no AWS call"
+        "--dry-run", action="store_true", help="show what would be launched; no AWS call"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="with --dry-run: the whole request, as JSON"
     )
     modes.add_argument("--fetch", metavar="NAME", help="an existing tuning job: wait, fetch")
     return parser
@@ -71,6 +74,8 @@ def parse_args(argv=None):
         )
     if args.no_wait and args.dry_run:
         parser.error("--no-wait is for SageMaker jobs, not --dry-run")
+    if args.json and not args.dry_run:
+        parser.error("--json goes with --dry-run")
     return args
 
 
@@ -90,7 +95,11 @@ def main(argv=None):
         if args.dry_run:
             with offline_session(args.region, bucket) as session:
                 request = tuning.launch(spec, config, name, session, dry_run=True)
-            print(json.dumps(request, indent=2, default=str))
+            if args.json:
+                print(json.dumps(request, indent=2, default=str))
+            else:
+                print("\n".join(tuning.request_summary(request)))
+                print("(the whole CreateHyperParameterTuningJob request: add --json)")
             return 0
         if not args.fetch:
             job_options.check_budget(args, aws_env.boto_session(args.region), bound)

@@ -55,7 +55,7 @@ def test_a_missing_profile_is_one_line_naming_it_and_the_fix(
 
 
 @pytest.mark.parametrize(
-    "command", [["run_job.py", "--dry-run", "--json"], ["tune.py", "--dry-run"]]
+    "command", [["run_job.py", "--dry-run", "--json"], ["tune.py", "--dry-run", "--json"]]
 )
 def test_a_dry_run_needs_no_profile(command, missing_profile, synthetic_dataset, tmp_path):
     done = run(command, synthetic_dataset, tmp_path)

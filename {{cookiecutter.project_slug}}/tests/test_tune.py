@@ -49,7 +49,7 @@ def tuning_config(tmp_path):
 def test_dry_run_prints_the_tuning_request_without_any_aws_call(
     aws_call_recorder, tuning_config, tmp_path
 ):
-    done = tune("--dry-run", "--config", tuning_config, cwd=tmp_path)
+    done = tune("--dry-run", "--json", "--config", tuning_config, cwd=tmp_path)
 
     assert done.returncode == 0, done.stderr
     request = json.loads(done.stdout)
@@ -91,8 +91,25 @@ def test_dry_run_prints_the_tuning_request_without_any_aws_call(
     assert aws_call_recorder == []
 
 
+def test_a_dry_run_shows_the_tuning_job_on_one_screen(aws_call_recorder, tuning_config, tmp_path):
+    done = tune("--dry-run", "--config", tuning_config, cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    name, *rows, last = done.stdout.splitlines()
+    assert re.fullmatch(r"\S+-tune-\d{12}", name) and len(rows) <= 10
+    shown = {row.split()[0]: row.split(None, 1)[1] for row in rows}
+    assert shown["trials"] == "at most 3, 2 at a time, Random"
+    assert shown["objective"] == f"{job_config.OBJECTIVE_TYPE} {job_config.OBJECTIVE}"
+    assert shown["ranges"] == (
+        "lr 0.001 to 0.1 (Logarithmic); width 8 to 16 (Auto); batch-size one of 64, 128"
+    )
+    assert shown["fixed"] == "epochs=1"  # not the SDK's sagemaker_program and code
+    assert last == "(the whole CreateHyperParameterTuningJob request: add --json)"
+    assert aws_call_recorder == []
+
+
 def test_the_shipped_tuning_config_is_valid(aws_call_recorder, tmp_path):
-    done = tune("--dry-run", cwd=tmp_path)
+    done = tune("--dry-run", "--json", cwd=tmp_path)
 
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["HyperParameterTuningJobConfig"]["Strategy"] == "Bayesian"
@@ -239,7 +256,7 @@ def test_tuning_job_against_moto_fetches_the_best_trial_and_every_score(
     aws.client("s3").create_bucket(Bucket=BUCKET)
     job_cost.write_cache(REGION, {project.INSTANCE_TYPE: 0.736})
     out = tmp_path / "tune-results"
-    dry = tune("--dry-run", "--config", tuning_config, cwd=tmp_path)
+    dry = tune("--dry-run", "--json", "--config", tuning_config, cwd=tmp_path)
 
     done = tune("--config", tuning_config, "--out-dir", out, cwd=tmp_path)
 
@@ -278,7 +295,7 @@ def test_dry_run_works_with_a_source_folder_big_enough_for_a_multipart_upload(
     (source / "vocabulary.bin").write_bytes(os.urandom(20 * 1024 * 1024))  # past 8 MB parts
     monkeypatch.setattr(job_request, "SOURCE_DIR", source)
 
-    code = tune_script.main(["--dry-run", "--config", str(tuning_config)])
+    code = tune_script.main(["--dry-run", "--json", "--config", str(tuning_config)])
 
     captured = capsys.readouterr()
     assert code == 0, captured.err
@@ -356,7 +373,14 @@ def test_spot_trials_wait_for_capacity_and_keep_checkpoints_under_the_tuning_job
     aws_call_recorder, tuning_config, tmp_path
 ):
     done = tune(
-        "--dry-run", "--use-spot", "--max-run", "600", "--config", tuning_config, cwd=tmp_path
+        "--dry-run",
+        "--json",
+        "--use-spot",
+        "--max-run",
+        "600",
+        "--config",
+        tuning_config,
+        cwd=tmp_path,
     )
 
     assert done.returncode == 0, done.stderr
@@ -370,7 +394,7 @@ def test_spot_trials_wait_for_capacity_and_keep_checkpoints_under_the_tuning_job
     name = request["HyperParameterTuningJobName"]
     assert definition["CheckpointConfig"]["S3Uri"] == f"s3://{BUCKET}/{name}/checkpoints/"
     on_demand = json.loads(
-        tune("--dry-run", "--no-use-spot", "--config", tuning_config, cwd=tmp_path).stdout
+        tune("--dry-run", "--json", "--no-use-spot", "--config", tuning_config, cwd=tmp_path).stdout
     )
     assert "CheckpointConfig" not in on_demand["TrainingJobDefinition"]
     assert aws_call_recorder == []
