@@ -77,36 +77,52 @@ def tuning_jobs(sagemaker):
 
 
 def s3_prefixes(s3, bucket):
-    """dataset/ and <experiment>-*/ (jobs' code, models, outputs and checkpoints) in the bucket."""
+    """dataset/ and <experiment>-*/ (jobs' code, models, outputs and checkpoints) in the bucket:
+    counted page by page, and deleted page by page (nothing holds a prefix's every key)."""
+    folders = []
     try:
-        listed = s3.list_objects_v2(Bucket=bucket, Delimiter="/")
+        # The bucket's top-level folders that start so (a page lists at most 1,000 of them).
+        for start in ("dataset", f"{project.EXPERIMENT_NAME}-"):
+            pages = s3.get_paginator("list_objects_v2").paginate(
+                Bucket=bucket, Prefix=start, Delimiter="/"
+            )
+            folders += [
+                found["Prefix"] for page in pages for found in page.get("CommonPrefixes", [])
+            ]
     except Exception as error:
         if job_checks.error_code(error) == "NoSuchBucket":
             return
         raise
-    folders = [found["Prefix"] for found in listed.get("CommonPrefixes", [])]
-    mine = [
-        name
-        for name in folders
-        if name == "dataset/" or name.startswith(f"{project.EXPERIMENT_NAME}-")
-    ]
-    for prefix in mine:
-        keys, size = [], 0
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            for item in page.get("Contents", []):
-                keys.append(item["Key"])
-                size += item["Size"]
+    # dataset-v2/ is not this project's dataset/
+    folders = [name for name in folders if name == "dataset/" or not name.startswith("dataset")]
+    for prefix in folders:
+        count, size = 0, 0
+        for contents in prefix_pages(s3, bucket, prefix):
+            count += len(contents)
+            size += sum(item["Size"] for item in contents)
         yield Leftover(
             "S3 prefix",
             f"s3://{bucket}/{prefix}",
-            f"{len(keys)} object(s), {size / 1e6:,.1f} MB",
-            lambda keys=keys: delete_keys(s3, bucket, keys),
+            f"{count} object(s), {size / 1e6:,.1f} MB",
+            lambda prefix=prefix: delete_prefix(s3, bucket, prefix),
         )
 
 
-def delete_keys(s3, bucket, keys):
-    for start in range(0, len(keys), DELETE_BATCH):
-        batch = [{"Key": key} for key in keys[start : start + DELETE_BATCH]]
+def prefix_pages(s3, bucket, prefix):
+    """The objects under a prefix, a listing page (at most DELETE_BATCH) at a time."""
+    pages = s3.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": DELETE_BATCH}
+    )
+    for page in pages:
+        yield page.get("Contents", [])
+
+
+def delete_prefix(s3, bucket, prefix):
+    """Every object under the prefix, a page at a time (a page fits one DeleteObjects call)."""
+    for contents in prefix_pages(s3, bucket, prefix):
+        if not contents:
+            continue
+        batch = [{"Key": item["Key"]} for item in contents]
         answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
         if answer.get("Errors"):
             first = answer["Errors"][0]

@@ -11,6 +11,7 @@ import pytest
 from aws_fakes import PROJECT_ROOT, REGION, run_script
 
 from launcher import aws_env, project
+from launcher import cleanup as cleanup_module
 
 CLEANUP = PROJECT_ROOT / "scripts" / "cleanup.py"
 MOTO_ACCOUNT = "123456789012"
@@ -127,7 +128,7 @@ def leftovers(aws, stand_ins):
     s3 = aws.client("s3")
     s3.create_bucket(Bucket=BUCKET)
     keys = ["dataset/train.csv", f"{project.EXPERIMENT_NAME}-exp001/job-1/output/model.tar.gz"]
-    keys += ["another-project-exp001/job-9/output/model.tar.gz"]
+    keys += ["another-project-exp001/job-9/output/model.tar.gz", "dataset-v2/train.csv"]
     for key in keys:
         s3.put_object(Bucket=BUCKET, Key=key, Body=b"12345")
     if project.CONTAINER == "custom":
@@ -164,7 +165,7 @@ def test_it_lists_this_projects_leftovers_and_without_a_yes_touches_nothing(
     assert "1 object(s)" in listed[-2 if project.CONTAINER != "custom" else -3] and listed[
         -1
     ].startswith("nothing stopped or deleted")
-    assert leftovers == [] and len(remaining_keys(aws)) == 3
+    assert leftovers == [] and len(remaining_keys(aws)) == 4
 
 
 def test_yes_stops_releases_and_deletes_what_is_this_projects_only(aws, leftovers, tmp_path):
@@ -178,6 +179,7 @@ def test_yes_stops_releases_and_deletes_what_is_this_projects_only(aws, leftover
     ]
     assert remaining_keys(aws) == [
         "another-project-exp001/job-9/output/model.tar.gz",
+        "dataset-v2/train.csv",  # another folder than dataset/
         "dataset/train.csv",  # --keep-data
     ]
     assert f"deleted S3 prefix s3://{BUCKET}/{project.EXPERIMENT_NAME}-exp001/" in done.stdout
@@ -185,8 +187,28 @@ def test_yes_stops_releases_and_deletes_what_is_this_projects_only(aws, leftover
         assert aws.client("ecr").describe_repositories()["repositories"] == []
     again = cleanup("--yes", cwd=tmp_path)  # what was stopped is no longer running
     assert again.returncode == 0 and remaining_keys(aws) == [
-        "another-project-exp001/job-9/output/model.tar.gz"
+        "another-project-exp001/job-9/output/model.tar.gz",
+        "dataset-v2/train.csv",
     ]
+
+
+def test_a_prefix_is_counted_and_deleted_a_listing_page_at_a_time(aws, monkeypatch):
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    for number in range(5):
+        s3.put_object(Bucket=BUCKET, Key=f"{project.EXPERIMENT_NAME}-exp001/{number}", Body=b"1")
+    monkeypatch.setattr(cleanup_module, "DELETE_BATCH", 2)  # pages of 2: 3 pages, 3 deletes
+    deletes = []
+    s3.meta.events.register(
+        "before-parameter-build.s3.DeleteObjects",
+        lambda params, **_: deletes.append(len(params["Delete"]["Objects"])),
+    )
+
+    (leftover,) = cleanup_module.s3_prefixes(s3, BUCKET)
+    leftover.remove()
+
+    assert leftover.detail.startswith("5 object(s)")
+    assert deletes == [2, 2, 1] and remaining_keys(aws) == []
 
 
 def test_nothing_left_says_so(aws, stand_ins, tmp_path):
