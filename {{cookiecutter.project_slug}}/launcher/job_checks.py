@@ -14,7 +14,7 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
-from launcher import aws_env, project
+from launcher import aws_env, job_cost, project
 
 TRUSTED_SERVICE = "sagemaker.amazonaws.com"
 TRUST_STATEMENT = {
@@ -301,10 +301,6 @@ def reusable_warm_pool(session, spec):
     """This project's warm pool a job of `spec` would reuse, or None: SageMaker hands an
     Available warm pool to a job of the same role, instance type and count, volume and network
     (none here: the SDK's 30 GB volume, no VPC, no KMS key)."""
-    from launcher import job_cost
-
-    if not spec.keep_alive:  # only jobs that keep their instance warm reuse one
-        return None
     for job in job_cost.project_jobs(session):
         resources = job.get("ResourceConfig", {})
         if (
@@ -320,7 +316,8 @@ def reusable_warm_pool(session, spec):
 
 
 def warm_pool_line(session, spec):
-    """What the launch says of warm pools with --keep-alive (None without)."""
+    """What the launch says of warm pools with --keep-alive (None without: only a job that
+    keeps its instance warm reuses one)."""
     if not spec.keep_alive:
         return None
     found = reusable_warm_pool(session, spec)

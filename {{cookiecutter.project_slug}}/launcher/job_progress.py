@@ -136,32 +136,38 @@ class Progress:
 
     def __init__(self, epochs):
         self.epochs = epochs
-        self.points = []  # (time, position)
+        # (time, position) of the first and the latest line since the start: the pace needs no
+        # more, however long the job logs.
+        self.first = self.last = None
 
     def read(self, events):
         for _, milliseconds, message in sorted(lead_host_events(events), key=lambda e: e[1]):
             message = message.strip()
             at = from_log(milliseconds)
             if LOG_MARKS["first_step"].search(message):
-                self.points = []  # a restart (spot, a relaunch): its own pace from here
+                self.first = None  # a restart (spot, a relaunch): its own pace from here
             step = STEP_LINE.search(message)
             epoch = EPOCH_LINE.search(message)
             if step:
                 number, done, steps = map(int, step.groups())
-                self.points.append((at, number - 1 + done / steps))
+                self.reached(at, number - 1 + done / steps)
             elif epoch:
-                self.points.append((at, float(epoch.group(1))))
+                self.reached(at, float(epoch.group(1)))
+
+    def reached(self, at, position):
+        self.last = (at, position)
+        self.first = self.first or self.last
 
     @property
     def position(self):
-        return self.points[-1][1] if self.points else None
+        return self.last[1] if self.last else None
 
     def eta(self, now):
         """Seconds until the last epoch ends, at the pace since the first step; None until two
         positions are known (or the epoch count is not)."""
-        if self.epochs is None or len(self.points) < 2:
+        if self.epochs is None or self.first is None or self.first is self.last:
             return None
-        (first_time, first), (last_time, last) = self.points[0], self.points[-1]
+        (first_time, first), (last_time, last) = self.first, self.last
         elapsed = (last_time - first_time).total_seconds()
         if last <= first or elapsed <= 0:
             return None

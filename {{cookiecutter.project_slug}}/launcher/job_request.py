@@ -60,6 +60,20 @@ class JobSpec:
         return (self.instance_type, *self.instance_fallback)
 
 
+def data_row(channels):
+    """A request's input channels but the SDK's own, as `training <- s3://...` (dry runs)."""
+    return ", ".join(
+        f"{channel['ChannelName']} <- {channel['DataSource']['S3DataSource']['S3Uri']}"
+        for channel in channels
+        if channel["ChannelName"] not in SDK_CHANNELS
+    )
+
+
+def tags_row(tags):
+    """A request's tags as `key=value ...` (dry runs)."""
+    return " ".join(f"{tag['Key']}={tag['Value']}" for tag in tags)
+
+
 def role_arn(role, region):
     """A role name becomes an ARN in the rendered account and the region's partition (aws-cn in
     China, aws-us-gov in GovCloud); an ARN is kept as it is. ValueError: an ARN of another

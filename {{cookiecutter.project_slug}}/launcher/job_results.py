@@ -232,6 +232,8 @@ def summarize(description, mode):
     output_path = description.get("OutputDataConfig", {}).get("S3OutputPath", "").rstrip("/")
     output = f"{output_path}/{job_name}/output" if output_path else None
     resources = description.get("ResourceConfig", {})
+    # Among instance preferences, the one SageMaker selected (and billed).
+    instance_type, instance_count = job_cost.instances(description)
     return {
         "job_name": job_name,
         "mode": mode,
@@ -241,9 +243,8 @@ def summarize(description, mode):
         "experiment": tags.get("experiment"),
         "config": tags.get("config"),
         "image": description.get("AlgorithmSpecification", {}).get("TrainingImage"),
-        # Among instance preferences, the one SageMaker selected (and billed).
-        "instance_type": job_cost.instances(description)[0],
-        "instance_count": job_cost.instances(description)[1],
+        "instance_type": instance_type,
+        "instance_count": instance_count,
         "instance_preferences": [
             choice["InstanceType"] for choice in resources.get("InstancePreferences", [])
         ],

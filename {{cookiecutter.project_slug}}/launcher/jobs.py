@@ -119,7 +119,7 @@ def dry_run(args, configs):
 
 def request_summary(request):
     """The lines of a request a person checks before paying for it."""
-    from launcher.job_request import SDK_CHANNELS
+    from launcher.job_request import data_row, tags_row
 
     resources, stopping = request["ResourceConfig"], request["StoppingCondition"]
     kind = "spot" if request.get("EnableManagedSpotTraining") else "on-demand"
@@ -134,19 +134,14 @@ def request_summary(request):
         compute += f", warm pool kept {resources['KeepAlivePeriodInSeconds']} s"
     given = request.get("HyperParameters") or {}
     hyperparameters = " ".join(f"{key}={value}" for key, value in given.items())
-    data = [
-        f"{channel['ChannelName']} <- {channel['DataSource']['S3DataSource']['S3Uri']}"
-        for channel in request["InputDataConfig"]
-        if channel["ChannelName"] not in SDK_CHANNELS
-    ]
     rows = [
         ("image", request["AlgorithmSpecification"]["TrainingImage"]),
         ("compute", compute),
         ("hyperparameters", hyperparameters or "train.py's defaults"),
-        ("data", ", ".join(data)),
+        ("data", data_row(request["InputDataConfig"])),
         ("output", request["OutputDataConfig"]["S3OutputPath"]),
         ("checkpoints", (request.get("CheckpointConfig") or {}).get("S3Uri", "-")),
-        ("tags", " ".join(f"{tag['Key']}={tag['Value']}" for tag in request.get("Tags", []))),
+        ("tags", tags_row(request.get("Tags", []))),
     ]
     return [request["TrainingJobName"], *(f"  {name:<16} {value}" for name, value in rows)]
 

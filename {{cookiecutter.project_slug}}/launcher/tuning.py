@@ -241,7 +241,7 @@ def launch_tuner(spec, tuning, name, session, ranges, source_dir, dry_run):
 
 def request_summary(request):
     """The lines of a CreateHyperParameterTuningJob request a person checks before paying."""
-    from launcher.job_request import SDK_CHANNELS
+    from launcher.job_request import data_row, tags_row
 
     config = request["HyperParameterTuningJobConfig"]
     definition = request["TrainingJobDefinition"]
@@ -264,11 +264,6 @@ def request_summary(request):
         for key, value in definition.get("StaticHyperParameters", {}).items()
         if not key.startswith("sagemaker_")  # the SDK's: the code and its program
     }
-    data = [
-        f"{channel['ChannelName']} <- {channel['DataSource']['S3DataSource']['S3Uri']}"
-        for channel in definition.get("InputDataConfig", [])
-        if channel["ChannelName"] not in SDK_CHANNELS
-    ]
     rows = [
         ("image", definition["AlgorithmSpecification"]["TrainingImage"]),
         (
@@ -284,9 +279,9 @@ def request_summary(request):
         ("objective", f"{objective['Type']} {objective['MetricName']}"),
         ("ranges", "; ".join(shown)),
         ("fixed", " ".join(f"{key}={value}" for key, value in fixed.items()) or "-"),
-        ("data", ", ".join(data)),
+        ("data", data_row(definition.get("InputDataConfig", []))),
         ("output", definition["OutputDataConfig"]["S3OutputPath"]),
-        ("tags", " ".join(f"{tag['Key']}={tag['Value']}" for tag in request.get("Tags", []))),
+        ("tags", tags_row(request.get("Tags", []))),
     ]
     name = request["HyperParameterTuningJobName"]
     return [name, *(f"  {label:<16} {value}" for label, value in rows)]
